@@ -1,0 +1,3 @@
+from unmo.cli import main
+
+raise SystemExit(main())

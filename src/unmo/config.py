@@ -1,0 +1,44 @@
+"""Where the database is: a flag, ``UNMO_DATABASE_URL``, or the embedded PostgreSQL."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+def unmo_home() -> Path:
+    """``$UNMO_HOME``, default ``./.unmo``: the embedded database and local state live here."""
+    return Path(os.environ.get("UNMO_HOME") or ".unmo").absolute()
+
+
+def configured_database_url(flag: str | None) -> str | None:
+    """The database URL from the flag or the environment, or None for the embedded one."""
+    return flag or os.environ.get("UNMO_DATABASE_URL") or None
+
+
+@dataclass
+class Limits:
+    """Every size and rate an outsider controls (docs/api.md, Limits)."""
+
+    max_body_bytes: int = 5 * 1024 * 1024          # after decompression
+    max_wire_bytes: int = 5 * 1024 * 1024          # as sent (gzip cannot be larger than the inflated body)
+    max_records: int = 10_000
+    max_record_bytes: int = 32 * 1024
+    max_properties_bytes: int = 8 * 1024
+    max_future_ms: int = 24 * 3_600_000
+    # group commit
+    queue_max_records: int = 200_000
+    flush_max_records: int = 50_000
+    flush_delay_ms: float = 2.0
+    default_app_rate: int = 2_000_000              # records/s per app and process unless the app sets its own
+
+
+@dataclass
+class ServerSettings:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    database_url: str | None = None
+    workers: int = 1
+    pool_size: int = 4
+    limits: Limits = field(default_factory=Limits)

@@ -1,0 +1,1 @@
+"""Database access: connection, migrations, the embedded server."""

@@ -1,0 +1,1 @@
+"""The ingest path: body -> typed records -> columns -> kernel -> durable COPY."""

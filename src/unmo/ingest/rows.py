@@ -1,0 +1,125 @@
+"""Stored rows <-> Batch columns: the binary COPY of new records and the replay of stored ones."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import numpy as np
+
+from unmo._native import encode_copy
+from unmo.ingest.batch import Batch, device_hash, id_hashes, normalize_device_id, to_signed
+from unmo.model import CAMPAIGN_FIELDS, DEVICE_ID_FIELDS
+
+# ColType codes of unmo._native.encode_copy (src/native/consts.pxi)
+INT2, INT4, INT8, FLOAT8, TSTZ_MS, TEXT, JSONB, INET = 1, 2, 3, 4, 5, 6, 7, 8
+
+RECORD_COLUMNS = [
+    "device_key", "app_id", "received_at", "seq", "ord", "kind", "record_id", "ts",
+    *DEVICE_ID_FIELDS, "ip", "ua", "platform", "os", "os_version", "model", *CAMPAIGN_FIELDS,
+    "referrer", "name", "revenue", "currency", "properties", "fp", "outcome",
+]
+
+REPLAY_COLUMNS = (
+    "kind, ts, received_at, record_id, idfa, gaid, oaid, idfv, android_id, fp, "
+    "network, campaign, adset, ad, site, outcome"
+)
+
+EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+
+
+def encode_records(
+    b: Batch,
+    *,
+    app_id: int,
+    seq: int,
+    keep: np.ndarray,
+    ord_: np.ndarray,
+    received: np.ndarray,
+    outcome: np.ndarray,
+    campaign: list[tuple[str | None, ...] | None],
+) -> tuple[bytes, int]:
+    """Binary COPY stream of the rows of ``b`` where ``keep`` (the non-duplicates)."""
+    rows = np.flatnonzero(keep)
+    n = int(rows.size)
+    sel = rows.tolist()
+
+    def pick(values: list[Any]) -> list[Any]:
+        return [values[i] for i in sel]
+
+    def nums(values: Any, dtype: Any) -> np.ndarray:
+        return np.ascontiguousarray(np.asarray(values)[rows], dtype=dtype)
+
+    revenue = [b.revenue[i] for i in sel]
+    rev_null = np.fromiter((v is None for v in revenue), dtype=np.uint8, count=n)
+    rev = np.fromiter((v or 0.0 for v in revenue), dtype=np.float64, count=n)
+    fp = nums(np.asarray(b.fp, dtype=np.uint64).view(np.int64), np.int64)
+    camp_cols = [[(campaign[i][j] if campaign[i] is not None else None) for i in sel] for j in range(5)]
+    columns: list[tuple[int, Any, Any]] = [
+        (INT8, nums(b.device_key, np.int64), None),
+        (INT8, np.full(n, app_id, dtype=np.int64), None),
+        (TSTZ_MS, nums(received, np.int64), None),
+        (INT8, np.full(n, seq, dtype=np.int64), None),
+        (INT4, nums(ord_, np.int32), None),
+        (INT2, nums(b.kind, np.int16), None),
+        (TEXT, pick(b.record_id), None),
+        (TSTZ_MS, nums(b.ts, np.int64), None),
+        *[(TEXT, pick(b.ids[f]), None) for f in DEVICE_ID_FIELDS],
+        (INET, pick(b.ip_packed), None),
+        (TEXT, pick(b.ua), None),
+        (TEXT, pick(b.platform), None),
+        (TEXT, pick(b.os), None),
+        (TEXT, pick(b.os_version), None),
+        (TEXT, pick(b.model), None),
+        *[(TEXT, col, None) for col in camp_cols],
+        (TEXT, pick(b.referrer), None),
+        (TEXT, pick(b.name), None),
+        (FLOAT8, rev, rev_null),
+        (TEXT, pick(b.currency), None),
+        (JSONB, pick(b.properties), None),
+        (INT8, fp, (fp == 0).astype(np.uint8)),
+        (INT2, nums(outcome, np.int16), None),
+    ]
+    return encode_copy(n, columns), n
+
+
+def to_ms(value: dt.datetime) -> int:
+    return (value - EPOCH) // dt.timedelta(milliseconds=1)
+
+
+def batch_from_rows(rows: list[Any]) -> tuple[Batch, np.ndarray, np.ndarray]:
+    """A Batch of stored records (REPLAY_COLUMNS), their received ms and stored outcomes."""
+    b = Batch()
+    received = np.empty(len(rows), dtype=np.int64)
+    stored = np.empty(len(rows), dtype=np.int16)
+    for i, r in enumerate(rows):
+        rid = r["record_id"]
+        h1, h2 = id_hashes(rid)
+        hashes = [0, 0, 0, 0, 0]
+        for j, f in enumerate(DEVICE_ID_FIELDS):
+            v = normalize_device_id(r[f])
+            b.ids[f].append(v)
+            if v is not None:
+                hashes[j] = device_hash(f, v)
+        b.dev.append((hashes[0], hashes[1], hashes[2], hashes[3], hashes[4]))
+        b.kind.append(r["kind"])
+        b.ts.append(to_ms(r["ts"]))
+        b.record_id.append(rid)
+        b.id_h1.append(h1)
+        b.id_h2.append(h2)
+        b.fp.append((r["fp"] or 0) & 0xFFFFFFFFFFFFFFFF)
+        b.ref_h1.append(0)
+        b.ref_h2.append(0)
+        for f in CAMPAIGN_FIELDS:
+            b.campaign[f].append(r[f])
+        received[i] = to_ms(r["received_at"])
+        stored[i] = r["outcome"]
+    b.n = len(rows)
+    # columns the replay does not read
+    empty: list[Any] = [None] * b.n
+    b.index = list(range(b.n))
+    b.device_key = [to_signed(h[0] or 1) for h in b.dev]
+    for name in ("ip", "ip_packed", "ua", "platform", "os", "os_version", "model", "referrer", "name",
+                 "revenue", "currency", "properties"):
+        setattr(b, name, list(empty))
+    return b, received, stored

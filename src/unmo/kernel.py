@@ -1,0 +1,208 @@
+"""The attribution kernel of one app: policy around the native ``unmo._native.Kernel``.
+
+The native kernel holds the state and runs the waterfall (spec: attribution.md);
+this module decides what it is given (settings, the IP blocklist, campaign
+interning, installs looked up in the database) and turns its columns into the
+results the API answers (docs/architecture.md).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from unmo._native import Kernel
+from unmo.apps import AppSettings
+from unmo.ingest.batch import Batch, to_signed
+from unmo.model import CAMPAIGN_FIELDS, Kind, Outcome
+
+DEDUP_WINDOW_MS = 7 * 86_400_000
+# How late a record may arrive after its own ts and still meet every touch of its
+# windows: the 24 h future limit plus a day of delivery delay.
+GRACE_MS = 2 * 86_400_000
+
+MATCH_NAMES = {1: "referrer", 2: "device", 3: "probabilistic"}
+REASON_NAMES = {1: "ctit_anomaly", 2: "ip_blocklist"}
+TOUCH_NAMES = {int(Kind.CLICK): "click", int(Kind.IMPRESSION): "impression"}
+STATUS_NAMES = {
+    int(Outcome.ATTRIBUTED): "attributed",
+    int(Outcome.ORGANIC): "organic",
+    int(Outcome.REINSTALL): "reinstall",
+    int(Outcome.REATTRIBUTED): "reattributed",
+}
+STATUS_CODES = {v: k for k, v in STATUS_NAMES.items()}
+MATCH_CODES = {v: k for k, v in MATCH_NAMES.items()}
+TOUCH_CODES = {v: k for k, v in TOUCH_NAMES.items()}
+
+Campaign = tuple[str | None, str | None, str | None, str | None, str | None]
+
+
+def iso_ms(ms: int) -> str:
+    """RFC 3339 with milliseconds, UTC: what every timestamp in an answer looks like."""
+    return dt.datetime.fromtimestamp(ms / 1000, dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@dataclass
+class Decisions:
+    """What the kernel decided for a batch, row-aligned with it."""
+
+    dup: np.ndarray        # uint8
+    outcome: np.ndarray    # int16 Outcome
+    campaign: list[Campaign | None]   # touches: own; installs/opens/events: attributed source
+    results: dict[int, dict[str, Any]]  # install row -> result (without index/id)
+
+
+class AppKernel:
+    """Kernel state of one app plus the Python-side tables it refers to."""
+
+    def __init__(self, settings: AppSettings) -> None:
+        self.campaigns: list[Campaign] = []
+        self._campaign_refs: dict[Campaign, int] = {}
+        self.settings = settings
+        self.native = Kernel(
+            settings.click_window_ms,
+            settings.impression_window_ms,
+            settings.probabilistic_window_ms,
+            settings.reattribution_window_ms,
+            settings.min_ctit_ms,
+            DEDUP_WINDOW_MS,
+            GRACE_MS,
+        )
+        self._networks = settings.networks()
+        self.seq = 0  # app_log.seq this state reflects
+
+    def configure(self, settings: AppSettings) -> None:
+        if settings == self.settings:
+            return
+        self.settings = settings
+        self._networks = settings.networks()
+        self.native.configure(
+            settings.click_window_ms,
+            settings.impression_window_ms,
+            settings.probabilistic_window_ms,
+            settings.reattribution_window_ms,
+            settings.min_ctit_ms,
+            DEDUP_WINDOW_MS,
+            GRACE_MS,
+        )
+
+    # -- campaigns ------------------------------------------------------
+    def campaign_ref(self, campaign: Campaign) -> int:
+        if campaign[0] is None:
+            return -1
+        ref = self._campaign_refs.get(campaign)
+        if ref is None:
+            ref = len(self.campaigns)
+            self.campaigns.append(campaign)
+            self._campaign_refs[campaign] = ref
+        return ref
+
+    def _campaign_column(self, batch: Batch) -> np.ndarray:
+        cols = [batch.campaign[f] for f in CAMPAIGN_FIELDS]
+        refs = np.full(batch.n, -1, dtype=np.int32)
+        for i, k in enumerate(batch.kind):
+            if k <= Kind.IMPRESSION:
+                refs[i] = self.campaign_ref((cols[0][i], cols[1][i], cols[2][i], cols[3][i], cols[4][i]))
+        return refs
+
+    def blocked(self, batch: Batch) -> np.ndarray:
+        out = np.zeros(batch.n, dtype=np.uint8)
+        if not self._networks:
+            return out
+        for i, (k, ip) in enumerate(zip(batch.kind, batch.ip, strict=True)):
+            if k <= Kind.IMPRESSION and ip is not None:
+                addr = ipaddress.ip_address(ip)
+                if any(addr in net for net in self._networks if net.version == addr.version):
+                    out[i] = 1
+        return out
+
+    # -- deciding -------------------------------------------------------
+    def decide(self, batch: Batch, received: np.ndarray | int) -> Decisions:
+        """Decide a batch of new records; ``received`` is each row's (or all rows') receive time, ms."""
+        a = batch.arrays()
+        if isinstance(received, int):
+            received = np.full(batch.n, received, dtype=np.int64)
+        dup, outcome, camp, inst, _match, rejected = self.native.process(
+            a["kind"], a["ts"], a["id_h1"], a["id_h2"], a["dev"], a["fp"], a["ref_h1"], a["ref_h2"],
+            self._campaign_column(batch), self.blocked(batch), batch.record_id, received, True, None,
+        )
+        rejections: dict[int, list[dict[str, str]]] = {}
+        for row, touch_id, _ts, _kind, _camp, reason in rejected:
+            rejections.setdefault(row, []).append({"touch_id": touch_id, "reason": REASON_NAMES[reason]})
+        results: dict[int, dict[str, Any]] = {}
+        kinds = a["kind"]
+        for row in np.flatnonzero((kinds == Kind.INSTALL) & (dup == 0)).tolist():
+            results[row] = self.result(int(inst[row]), int(outcome[row]), rejections.get(row, []))
+        campaigns = [self.campaigns[c] if c >= 0 else None for c in camp.tolist()]
+        return Decisions(dup, outcome, campaigns, results)
+
+    def result(self, slot: int, status: int, rejected: list[dict[str, str]]) -> dict[str, Any]:
+        """The spec's install result for a primary install slot, under the row's own status."""
+        _ts, _st, tkind, match, camp, tts, ctit, touch_id = self.native.install_info(slot)
+        out: dict[str, Any] = {"status": STATUS_NAMES[status], "touch": None, "match": None, "touch_id": None,
+                               "touch_ts": None}
+        out.update(dict.fromkeys(CAMPAIGN_FIELDS))
+        out["ctit_s"] = None
+        if camp >= 0:
+            out["touch"] = TOUCH_NAMES[tkind]
+            out["match"] = MATCH_NAMES[match]
+            out["touch_id"] = touch_id
+            out["touch_ts"] = iso_ms(tts)
+            out.update(zip(CAMPAIGN_FIELDS, self.campaigns[camp], strict=True))
+            if tkind == Kind.CLICK:
+                out["ctit_s"] = ctit / 1000.0
+        out["rejected"] = rejected
+        return out
+
+    # -- loading stored state -------------------------------------------
+    def replay_records(self, batch: Batch, received: np.ndarray, stored: np.ndarray) -> None:
+        """Apply stored records (oldest first) to the dedup set and the touch store."""
+        if batch.n == 0:
+            return
+        a = batch.arrays()
+        self.native.process(
+            a["kind"], a["ts"], a["id_h1"], a["id_h2"], a["dev"], a["fp"], a["ref_h1"], a["ref_h2"],
+            self._campaign_column(batch), np.zeros(batch.n, dtype=np.uint8), batch.record_id,
+            np.ascontiguousarray(received, dtype=np.int64), False, np.ascontiguousarray(stored, dtype=np.int16),
+        )
+
+    def replay_install(self, row: Any) -> None:
+        """Load one stored install result (a row of unmo.installs) into the install index."""
+        dev = np.zeros(5, dtype=np.uint64)
+        hashes = [h & 0xFFFFFFFFFFFFFFFF for h in row["device_hashes"]][:5]
+        dev[: len(hashes)] = hashes
+        campaign = tuple(row[f] for f in CAMPAIGN_FIELDS)
+        ts_ms = to_ms(row["ts"])
+        touch_ts = to_ms(row["touch_ts"]) if row["touch_ts"] is not None else 0
+        self.native.replay_install(
+            dev,
+            ts_ms,
+            STATUS_CODES[row["status"]],
+            TOUCH_CODES.get(row["touch"], 0),
+            MATCH_CODES.get(row["match"], 0),
+            self.campaign_ref(campaign) if row["touch"] is not None else -1,  # type: ignore[arg-type]
+            touch_ts,
+            round((row["ctit_s"] or 0.0) * 1000) if row["touch"] is not None else 0,
+            row["touch_id"],
+        )
+
+    def unknown_devices(self, batch: Batch) -> list[int]:
+        if batch.n == 0:
+            return []
+        a = batch.arrays()
+        return list(dict.fromkeys(self.native.unknown_devices(a["dev"], a["kind"])))
+
+    def mark_absent(self, hashes: list[int]) -> None:
+        self.native.mark_absent(hashes)
+
+
+def to_ms(value: dt.datetime) -> int:
+    return (value - dt.datetime(1970, 1, 1, tzinfo=dt.UTC)) // dt.timedelta(milliseconds=1)
+
+
+def signed_hashes(hashes: list[int]) -> list[int]:
+    return [to_signed(h) for h in hashes]

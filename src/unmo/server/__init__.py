@@ -1,0 +1,1 @@
+"""The HTTP side of the ingest server (Starlette on uvicorn with uvloop)."""

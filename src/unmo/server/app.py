@@ -1,0 +1,328 @@
+"""The ingest server's ASGI application (spec: ingest-api.md; docs/api.md)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import asyncpg
+import msgspec
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from unmo import __version__
+from unmo.apps import load_settings
+from unmo.config import Limits, ServerSettings
+from unmo.errors import DatabaseUnavailableError, OverloadedError, UnmoError
+from unmo.ingest.batch import DEVICE_SEEDS, canonical_ip, decode_body, device_hash, normalize_device_id
+from unmo.ingest.body import BodyError, LimitError, inflate
+from unmo.ingest.stats import StatsRecorder
+from unmo.ingest.writer import RESULT_COLUMNS, Writer, stored_result
+from unmo.kernel import signed_hashes
+from unmo.server.auth import SDK, SECRET, AuthError, KeyCache
+from unmo.server.metrics import Metrics
+from unmo.server.openapi import openapi_document
+from unmo.server.ratelimit import RateLimiter
+
+log = logging.getLogger("unmo.server")
+_json = msgspec.json.Encoder()
+
+
+def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(_json.encode(body), status_code=status, media_type="application/json", headers=headers)
+
+
+def error(status: int, message: str, headers: dict[str, str] | None = None, **extra: Any) -> Response:
+    return json_response({"error": message, **extra}, status, headers)
+
+
+class Ingest:
+    """Everything one server process holds: pool, writer, keys, metrics."""
+
+    def __init__(self, settings: ServerSettings, database_url: str) -> None:
+        self.settings = settings
+        self.limits: Limits = settings.limits
+        self.database_url = database_url
+        self.metrics = Metrics()
+        self.pool: asyncpg.Pool | None = None
+        self.writer: Writer | None = None
+        self.keys: KeyCache | None = None
+        self.stats: StatsRecorder | None = None
+        self.rates = RateLimiter(self.limits.default_app_rate)
+        self._bg: list[asyncio.Task[None]] = []
+
+    async def startup(self) -> None:
+        self.pool = await asyncpg.create_pool(
+            self.database_url, min_size=2, max_size=self.settings.pool_size, command_timeout=60,
+            server_settings={"application_name": "unmo-serve"},
+        )
+        self.writer = Writer(self.pool, self.limits, self.metrics)
+        await self.writer.start()
+        self.keys = KeyCache(self.pool)
+        await self.keys.start()
+        self.stats = StatsRecorder(self.pool, f"{self.settings.host}:{self.settings.port}")
+        await self.stats.start()
+        await self._load_rates()
+        self._bg.append(asyncio.create_task(self._settings_loop(), name="unmo-settings"))
+        log.info("ingest ready", extra={"host": self.settings.host, "port": self.settings.port})
+
+    async def shutdown(self) -> None:
+        for t in self._bg:
+            t.cancel()
+        if self.writer is not None:
+            await self.writer.close()
+        if self.stats is not None:
+            await self.stats.close()
+        if self.keys is not None:
+            await self.keys.close()
+        if self.pool is not None:
+            await self.pool.close()
+        log.info("ingest stopped")
+
+    async def _load_rates(self) -> None:
+        assert self.pool is not None
+        async with self.pool.acquire() as conn:
+            for app_id, (_s, rate) in (await load_settings(conn)).items():
+                self.rates.rates[app_id] = rate
+
+    async def _settings_loop(self) -> None:
+        """Pick up `unmo apps set` changes and keep partitions ahead of the clock."""
+        from unmo.db.migrate import ensure_partitions
+
+        assert self.pool is not None and self.writer is not None
+        while True:
+            await asyncio.sleep(5.0)
+            try:
+                async with self.pool.acquire(timeout=2.0) as conn:
+                    await self.writer.refresh_settings(conn)
+                    await self._load_rates()
+                    await ensure_partitions(conn)
+            except Exception:  # noqa: S112 - database down; the writer reports it
+                continue
+
+    # -- request helpers ------------------------------------------------
+    async def auth(self, request: Request, allow: tuple[str, ...]) -> Any:
+        assert self.keys is not None
+        return await self.keys.authenticate(request.headers.get("authorization"), allow=allow)
+
+    async def read_body(self, request: Request) -> bytes:
+        length = request.headers.get("content-length")
+        if length is not None and length.isdigit() and int(length) > self.limits.max_wire_bytes:
+            raise LimitError("body_bytes", f"body: larger than {self.limits.max_wire_bytes} bytes")
+        chunks = []
+        size = 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > self.limits.max_wire_bytes:
+                raise LimitError("body_bytes", f"body: larger than {self.limits.max_wire_bytes} bytes")
+            chunks.append(chunk)
+        body = b"".join(chunks)
+        encoding = request.headers.get("content-encoding", "identity").strip().lower()
+        if encoding == "gzip":
+            return inflate(body, self.limits.max_body_bytes)
+        if encoding not in ("identity", ""):
+            raise BodyError(f"content-encoding: expected gzip or identity, got {encoding!r}", status=415)
+        if len(body) > self.limits.max_body_bytes:
+            raise LimitError("body_bytes", f"body: larger than {self.limits.max_body_bytes} bytes")
+        return body
+
+
+def _is_msgpack(request: Request) -> bool | None:
+    ctype = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
+    if ctype in ("application/json", "text/plain", ""):
+        return False
+    if ctype in ("application/msgpack", "application/x-msgpack", "application/vnd.msgpack"):
+        return True
+    return None
+
+
+async def post_batch(request: Request) -> Response:
+    ing: Ingest = request.app.state.ingest
+    t0 = time.perf_counter()
+    received_ms = int(time.time() * 1000)
+    m = ing.metrics
+    try:
+        principal = await ing.auth(request, (SDK, SECRET))
+    except AuthError as exc:
+        return error(exc.status, str(exc), {"WWW-Authenticate": 'Bearer realm="unmo"'} if exc.status == 401 else None)
+    msgpack = _is_msgpack(request)
+    if msgpack is None:
+        return error(415, f"content-type: expected application/json or application/msgpack, got "
+                          f"{request.headers.get('content-type')!r}")
+    try:
+        body = await ing.read_body(request)
+        decoded = decode_body(body, msgpack=msgpack, received_ms=received_ms, limits=ing.limits)
+    except LimitError as exc:
+        return error(413, str(exc), limit=exc.limit)
+    except BodyError as exc:
+        return error(exc.status, str(exc))
+    batch = decoded.batch
+    wait = ing.rates.check(principal.app_id, max(batch.n, 1))
+    if wait > 0:
+        m.shed.labels("rate").inc()
+        return error(429, f"rate: app over its limit of {ing.rates.rates.get(principal.app_id) or ing.rates.default_rate}"
+                          " records/s, nothing was stored", {"Retry-After": str(max(1, math.ceil(wait)))})
+    assert ing.writer is not None and ing.stats is not None
+    kinds: dict[str, dict[str, int]] = {}
+    if decoded.errors:
+        m.records.labels("invalid", "rejected").inc(len(decoded.errors))
+    if batch.n:
+        try:
+            outcome = await ing.writer.submit(principal.app_id, batch, received_ms)
+        except OverloadedError as exc:
+            reason = "database" if isinstance(exc, DatabaseUnavailableError) else "queue"
+            m.shed.labels(reason).inc()
+            m.shedding.set(1)
+            latency = (time.perf_counter() - t0) * 1000
+            ing.stats.batch(principal.app_id, latency, {}, 0, 0, 0, server_error=True)
+            return error(503, str(exc), {"Retry-After": str(max(1, math.ceil(exc.retry_after)))})
+        except UnmoError as exc:
+            ing.stats.batch(principal.app_id, (time.perf_counter() - t0) * 1000, {}, 0, 0, 0, server_error=True)
+            return error(500, str(exc))
+        m.shedding.set(0)
+        kinds = outcome.by_kind
+        for name, c in kinds.items():
+            for o, n in c.items():
+                m.records.labels(name, o).inc(n)
+        accepted, duplicates, installs = outcome.accepted, outcome.duplicates, outcome.installs
+    else:
+        accepted, duplicates, installs = 0, 0, []
+    latency = (time.perf_counter() - t0) * 1000
+    m.batch_seconds.observe(latency / 1000)
+    ing.stats.batch(principal.app_id, latency, kinds, accepted, duplicates, len(decoded.errors))
+    status = 400 if decoded.errors and batch.n == 0 else 200
+    return json_response({"accepted": accepted, "duplicates": duplicates, "errors": decoded.errors,
+                          "installs": installs}, status)
+
+
+async def get_install(request: Request) -> Response:
+    ing: Ingest = request.app.state.ingest
+    try:
+        principal = await ing.auth(request, (SECRET,))
+    except AuthError as exc:
+        return error(exc.status, str(exc))
+    record_id = request.path_params["id"]
+    if not 1 <= len(record_id) <= 128:
+        return error(400, f"id: expected 1 to 128 characters, got {len(record_id)}")
+    assert ing.pool is not None
+    try:
+        async with ing.pool.acquire(timeout=5.0) as conn:
+            row = await conn.fetchrow(
+                f"SELECT {RESULT_COLUMNS}, ts, received_at FROM unmo.installs WHERE app_id = $1 AND record_id = $2",
+                principal.app_id, record_id,
+            )
+    except (OSError, asyncpg.PostgresError, asyncio.TimeoutError):
+        return error(503, "database: unavailable", {"Retry-After": "1"})
+    if row is None:
+        return error(404, f"install: no install with id {record_id!r}")
+    return json_response({"id": record_id, "install_ts": _iso(row["ts"]), **stored_result(row)})
+
+
+def _iso(value: Any) -> str:
+    return str(value.isoformat(timespec="milliseconds").replace("+00:00", "Z"))
+
+
+def device_lookup_hashes(device: str) -> list[int]:
+    """Every typed hash a device identifier (of unknown type) could be stored under."""
+    v = normalize_device_id(device)
+    if v is None:
+        return []
+    return [device_hash(f, v) for f in DEVICE_SEEDS]
+
+
+async def get_attribution(request: Request) -> Response:
+    ing: Ingest = request.app.state.ingest
+    try:
+        principal = await ing.auth(request, (SDK, SECRET))
+    except AuthError as exc:
+        return error(exc.status, str(exc))
+    device = request.query_params.get("device")
+    if not device or len(device) > 256:
+        return error(400, "device: expected a device identifier (idfa, gaid, oaid, idfv or android_id)")
+    hashes = device_lookup_hashes(device)
+    if not hashes:
+        return error(400, "device: the all-zero identifier means no identifier and matches nothing")
+    assert ing.pool is not None
+    try:
+        async with ing.pool.acquire(timeout=5.0) as conn:
+            row = await conn.fetchrow(
+                f"SELECT {RESULT_COLUMNS}, ts FROM unmo.installs WHERE app_id = $1 "
+                "AND device_hashes && $2::bigint[] ORDER BY seq DESC, ord DESC LIMIT 1",
+                principal.app_id, signed_hashes(hashes),
+            )
+    except (OSError, asyncpg.PostgresError, asyncio.TimeoutError):
+        return error(503, "database: unavailable", {"Retry-After": "1"})
+    if row is None:
+        return error(404, "device: no install known for this device")
+    return json_response({"install_id": row["record_id"], "install_ts": _iso(row["ts"]), **stored_result(row)})
+
+
+async def healthz(request: Request) -> Response:
+    return json_response({"status": "ok", "version": __version__})
+
+
+async def readyz(request: Request) -> Response:
+    ing: Ingest = request.app.state.ingest
+    w = ing.writer
+    problems = []
+    if w is None or ing.pool is None:
+        problems.append("starting")
+    else:
+        if not w.db_ok:
+            problems.append("database unavailable")
+        else:
+            try:
+                async with ing.pool.acquire(timeout=1.0) as conn:
+                    await conn.fetchval("SELECT 1", timeout=1.0)
+            except Exception:
+                problems.append("database unavailable")
+        if w.shedding:
+            problems.append("shedding load")
+    if problems:
+        return json_response({"status": "unavailable", "problems": problems}, 503, {"Retry-After": "1"})
+    return json_response({"status": "ready", "queue_records": w.queued_records if w else 0})
+
+
+async def metrics(request: Request) -> Response:
+    ing: Ingest = request.app.state.ingest
+    if ing.pool is not None:
+        ing.metrics.pool_size.set(ing.pool.get_size())
+        ing.metrics.pool_in_use.set(ing.pool.get_size() - ing.pool.get_idle_size())
+    body, ctype = ing.metrics.render()
+    return Response(body, media_type=ctype)
+
+
+async def openapi(request: Request) -> Response:
+    return json_response(openapi_document())
+
+
+def create_app(settings: ServerSettings, database_url: str) -> Starlette:
+    ingest = Ingest(settings, database_url)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await ingest.startup()
+        try:
+            yield
+        finally:
+            await ingest.shutdown()
+
+    routes = [
+        Route("/v1/batch", post_batch, methods=["POST"]),
+        Route("/v1/installs/{id:path}", get_install, methods=["GET"]),
+        Route("/v1/attribution", get_attribution, methods=["GET"]),
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/readyz", readyz, methods=["GET"]),
+        Route("/metrics", metrics, methods=["GET"]),
+        Route("/openapi.json", openapi, methods=["GET"]),
+    ]
+    app = Starlette(routes=routes, lifespan=lifespan)
+    app.state.ingest = ingest
+    return app

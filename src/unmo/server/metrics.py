@@ -1,0 +1,59 @@
+"""Prometheus metrics of an ingest process (prometheus-client).
+
+With ``--workers N`` every worker writes to ``PROMETHEUS_MULTIPROC_DIR`` and
+``/metrics`` sums them (prometheus-client's multiprocess mode), so one scrape
+sees the whole server.  ``unmo_queue_records`` and ``unmo_shedding`` are what an
+autoscaler acts on (docs/deploy.md).
+"""
+
+from __future__ import annotations
+
+import os
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+
+# Batch latency buckets, ms; the tracker's per-minute histogram uses the same edges.
+LATENCY_BUCKETS_MS = (1, 2, 5, 10, 20, 35, 50, 85, 100, 150, 250, 500, 1000, 2500, 5000)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.multiprocess = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+        self.registry = CollectorRegistry() if not self.multiprocess else None
+        reg = self.registry
+        gauge_mode = {"multiprocess_mode": "livesum"} if self.multiprocess else {}
+        self.records = Counter("unmo_records", "Records by type and outcome (accepted, duplicate, rejected)",
+                               ["type", "outcome"], registry=reg)
+        self.requests = Counter("unmo_requests", "HTTP requests by route and status", ["route", "status"],
+                                registry=reg)
+        self.batch_seconds = Histogram("unmo_batch_seconds", "POST /v1/batch latency, receipt to answer",
+                                       buckets=[b / 1000 for b in LATENCY_BUCKETS_MS], registry=reg)
+        self.commit_seconds = Histogram("unmo_commit_seconds", "Group commit latency (one flush)",
+                                        buckets=[b / 1000 for b in LATENCY_BUCKETS_MS], registry=reg)
+        self.queue_depth = Gauge("unmo_queue_records", "Records waiting for group commit", registry=reg,
+                                 **gauge_mode)  # type: ignore[arg-type]
+        self.shedding = Gauge("unmo_shedding", "1 while the server answers 503 to shed load", registry=reg,
+                              **gauge_mode)  # type: ignore[arg-type]
+        self.pool_in_use = Gauge("unmo_db_pool_in_use", "Database connections in use", registry=reg,
+                                 **gauge_mode)  # type: ignore[arg-type]
+        self.pool_size = Gauge("unmo_db_pool_size", "Database connections open", registry=reg,
+                               **gauge_mode)  # type: ignore[arg-type]
+        self.catch_up_records = Counter("unmo_catch_up_records",
+                                        "Records replayed from other processes' commits", registry=reg)
+        self.shed = Counter("unmo_shed_requests", "Requests answered 503 or 429", ["reason"], registry=reg)
+
+    def render(self) -> tuple[bytes, str]:
+        if self.multiprocess:
+            registry = CollectorRegistry()
+            multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+            return generate_latest(registry), CONTENT_TYPE_LATEST
+        assert self.registry is not None
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST
