@@ -14,6 +14,7 @@ import logging
 import warnings
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from unmo.config import unmo_home
 
@@ -45,7 +46,8 @@ class EmbeddedPostgres:
         out = self._server.psql(f"SELECT 1 FROM pg_database WHERE datname = '{DATABASE}';")
         if "(0 rows)" in out:
             self._server.psql(f"CREATE DATABASE {DATABASE};")
-        self.url = base.rsplit("/", 1)[0] + "/" + DATABASE + "?" + base.split("?", 1)[1]
+        parts = urlsplit(base)
+        self.url = urlunsplit((parts.scheme, parts.netloc, "/" + DATABASE, parts.query, ""))
         log.info("embedded postgresql ready", extra={"pgdata": str(self.pgdata)})
         return self.url
 
