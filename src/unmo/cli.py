@@ -13,6 +13,7 @@ import argparse
 import asyncio
 import importlib
 import json
+import os
 import sys
 from collections.abc import Awaitable, Callable
 from typing import Any, NoReturn
@@ -77,6 +78,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise UsageError(f"unmo serve: --workers: expected 1..64, got {args.workers}")
     if not 1 <= args.pool_size <= 100:
         raise UsageError(f"unmo serve: --pool-size: expected 1..100, got {args.pool_size}")
+    max_queue = args.max_queue
+    if max_queue is None and os.environ.get("UNMO_MAX_QUEUE"):
+        try:
+            max_queue = int(os.environ["UNMO_MAX_QUEUE"])
+        except ValueError:
+            raise UsageError(f"unmo serve: UNMO_MAX_QUEUE: expected a number, got {os.environ['UNMO_MAX_QUEUE']!r}")
+    if max_queue is not None and not 1_000 <= max_queue <= 100_000_000:
+        raise UsageError(f"unmo serve: --max-queue: expected 1000..100000000, got {max_queue}")
     setup_logging()
     url, embedded = database_url_or_embedded(args.database_url)
     try:
@@ -90,6 +99,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         asyncio.run(do_migrate())
         settings = ServerSettings(host=args.host, port=args.port, database_url=url, workers=args.workers,
                                   pool_size=args.pool_size)
+        if max_queue is not None:
+            settings.limits.queue_max_records = max_queue
+            settings.limits.flush_max_records = min(settings.limits.flush_max_records, max_queue)
         return serve(settings, url)
     finally:
         if embedded is not None:
@@ -202,6 +214,9 @@ def register(sub: Any) -> None:
     add_database_flag(p)
     p.add_argument("--workers", type=int, default=1, help="worker processes sharing the port")
     p.add_argument("--pool-size", type=int, default=4, help="database connections per worker")
+    p.add_argument("--max-queue", type=int, default=None, metavar="RECORDS",
+                   help="records waiting for commit before the server sheds load with 503 "
+                        "(default 200000, or $UNMO_MAX_QUEUE)")
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("migrate", help="create or upgrade the schema")

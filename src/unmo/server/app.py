@@ -57,6 +57,7 @@ class Ingest:
         self.stats: StatsRecorder | None = None
         self.rates = RateLimiter(self.limits.default_app_rate)
         self._bg: list[asyncio.Task[None]] = []
+        self.db_size_at = 0.0
 
     async def startup(self) -> None:
         self.pool = await asyncpg.create_pool(
@@ -295,6 +296,13 @@ async def metrics(request: Request) -> Response:
     if ing.pool is not None:
         ing.metrics.pool_size.set(ing.pool.get_size())
         ing.metrics.pool_in_use.set(ing.pool.get_size() - ing.pool.get_idle_size())
+        now = time.monotonic()
+        if now - ing.db_size_at > 10.0:  # pg_database_size walks the data directory: at most every 10 s
+            ing.db_size_at = now
+            with contextlib.suppress(Exception):
+                async with ing.pool.acquire(timeout=1.0) as conn:
+                    ing.metrics.db_size.set(
+                        await conn.fetchval("SELECT pg_database_size(current_database())", timeout=1.0))
     body, ctype = ing.metrics.render()
     return Response(body, media_type=ctype)
 

@@ -16,6 +16,7 @@ from prometheus_client import (
     Counter,
     Gauge,
     Histogram,
+    ProcessCollector,
     generate_latest,
     multiprocess,
 )
@@ -29,6 +30,9 @@ class Metrics:
         self.multiprocess = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
         self.registry = CollectorRegistry() if not self.multiprocess else None
         reg = self.registry
+        if reg is not None:
+            # process_resident_memory_bytes, process_cpu_seconds_total: what `unmo soak` samples
+            ProcessCollector(registry=reg)
         gauge_mode = {"multiprocess_mode": "livesum"} if self.multiprocess else {}
         self.records = Counter("unmo_records", "Records by type and outcome (accepted, duplicate, rejected)",
                                ["type", "outcome"], registry=reg)
@@ -48,6 +52,8 @@ class Metrics:
                                **gauge_mode)  # type: ignore[arg-type]
         self.catch_up_records = Counter("unmo_catch_up_records",
                                         "Records replayed from other processes' commits", registry=reg)
+        self.db_size = Gauge("unmo_db_size_bytes", "Size of the database (pg_database_size)", registry=reg,
+                             **({"multiprocess_mode": "max"} if self.multiprocess else {}))  # type: ignore[arg-type]
         self.shed = Counter("unmo_shed_requests", "Requests answered 503 or 429", ["reason"], registry=reg)
 
     def render(self) -> tuple[bytes, str]:

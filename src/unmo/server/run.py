@@ -76,7 +76,7 @@ def serve(settings: ServerSettings, database_url: str) -> int:
     def spawn() -> subprocess.Popen[bytes]:
         return subprocess.Popen(
             [sys.executable, "-m", "unmo.server.run", str(sock.fileno()), settings.host, str(settings.port),
-             str(settings.pool_size)],
+             str(settings.pool_size), str(settings.limits.queue_max_records)],
             pass_fds=(sock.fileno(),),
             env=env,
         )
@@ -115,10 +115,12 @@ def serve(settings: ServerSettings, database_url: str) -> int:
 
 
 def _worker_main(argv: list[str]) -> int:
-    fd, host, port, pool = int(argv[0]), argv[1], int(argv[2]), int(argv[3])
+    fd, host, port, pool, queue = int(argv[0]), argv[1], int(argv[2]), int(argv[3]), int(argv[4])
     setup_logging(os.environ.get("UNMO_LOG_LEVEL", "INFO"))
     sock = socket.socket(fileno=fd)
     settings = ServerSettings(host=host, port=port, workers=1, pool_size=pool)
+    settings.limits.queue_max_records = queue
+    settings.limits.flush_max_records = min(settings.limits.flush_max_records, queue)
     return run_single(settings, os.environ["UNMO_WORKER_DATABASE_URL"], sock)
 
 
