@@ -44,6 +44,16 @@ def with_database(url: str, name: str) -> str:
 class TestDatabase:
     """A fresh database for one test session on the test PostgreSQL server."""
 
+    __test__ = False  # not a pytest test class
+
+    @classmethod
+    def existing(cls, url: str) -> TestDatabase:
+        """Helpers over a database that exists already (nothing created or dropped)."""
+        db = cls.__new__(cls)
+        db.embedded, db.admin_url, db.url = None, url, url
+        db.name = urlsplit(url).path.lstrip("/")
+        return db
+
     def __init__(self) -> None:
         self.embedded: Any = None
         base = os.environ.get("UNMO_TEST_DATABASE_URL")
@@ -114,8 +124,15 @@ class TestDatabase:
 class ServerProcess:
     """``unmo serve`` as a real subprocess on a free loopback port."""
 
-    def __init__(self, database_url: str, *, workers: int = 1, extra: list[str] | None = None,
-                 env: dict[str, str] | None = None, port: int | None = None) -> None:
+    def __init__(
+        self,
+        database_url: str,
+        *,
+        workers: int = 1,
+        extra: list[str] | None = None,
+        env: dict[str, str] | None = None,
+        port: int | None = None,
+    ) -> None:
         self.database_url = database_url
         self.workers = workers
         self.extra = extra or []
@@ -129,9 +146,23 @@ class ServerProcess:
         self.log_path.parent.mkdir(exist_ok=True)
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "unmo", "serve", "--port", str(self.port), "--database-url",
-                 self.database_url, "--workers", str(self.workers), *self.extra],
-                stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **self.env}, start_new_session=True,
+                [
+                    sys.executable,
+                    "-m",
+                    "unmo",
+                    "serve",
+                    "--port",
+                    str(self.port),
+                    "--database-url",
+                    self.database_url,
+                    "--workers",
+                    str(self.workers),
+                    *self.extra,
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, **self.env},
+                start_new_session=True,
             )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -175,5 +206,10 @@ def now_ms() -> int:
 
 def post_batch(url: str, key: str, records: list[dict[str, Any]], **kw: Any) -> httpx.Response:
     body = {"batch": records, **kw.pop("envelope", {})}
-    return httpx.post(url + "/v1/batch", json=body, headers={"Authorization": f"Bearer {key}"},
-                      timeout=kw.pop("timeout", 30.0), **kw)
+    return httpx.post(
+        url + "/v1/batch",
+        json=body,
+        headers={"Authorization": f"Bearer {key}"},
+        timeout=kw.pop("timeout", 30.0),
+        **kw,
+    )

@@ -100,7 +100,7 @@ def validate_platform(platform: str | None) -> str | None:
 
 
 def parse_window(setting: str, text: str) -> int:
-    column, _default, low, high = WINDOWS[setting]
+    _column, _default, low, high = WINDOWS[setting]
     ms = parse_duration_ms(text, what=setting.replace("_", "-"))
     if not low <= ms <= high:
         raise ValidationError(
@@ -152,7 +152,9 @@ async def create_app(conn: asyncpg.Connection, name: str, platform: str | None =
             app_id = secrets.randbelow(2**53 - 2) + 1  # fits a JSON number exactly
             if not await conn.fetchval("SELECT 1 FROM unmo.apps WHERE app_id = $1", app_id):
                 break
-        await conn.execute("INSERT INTO unmo.apps (app_id, name, platform) VALUES ($1, $2, $3)", app_id, name, platform)
+        await conn.execute(
+            "INSERT INTO unmo.apps (app_id, name, platform) VALUES ($1, $2, $3)", app_id, name, platform
+        )
         await conn.execute("INSERT INTO unmo.app_log (app_id) VALUES ($1)", app_id)
         for kind, key in (("sdk", sdk_key), ("secret", secret_key)):
             await conn.execute(
@@ -162,7 +164,13 @@ async def create_app(conn: asyncpg.Connection, name: str, platform: str | None =
                 kind,
                 key[:8],
             )
-    return {"app_id": app_id, "name": name, "platform": platform, "sdk_key": sdk_key, "secret_key": secret_key}
+    return {
+        "app_id": app_id,
+        "name": name,
+        "platform": platform,
+        "sdk_key": sdk_key,
+        "secret_key": secret_key,
+    }
 
 
 async def get_app(conn: asyncpg.Connection, name: str) -> App:
@@ -171,8 +179,12 @@ async def get_app(conn: asyncpg.Connection, name: str) -> App:
         raise NotFoundError(f"app: no app named {name!r}")
     app = _row_to_app(row)
     app.keys = [
-        {"kind": r["kind"], "prefix": r["key_prefix"] + "...", "created_at": r["created_at"].isoformat(),
-         "revoked": r["revoked_at"] is not None}
+        {
+            "kind": r["kind"],
+            "prefix": r["key_prefix"] + "...",
+            "created_at": r["created_at"].isoformat(),
+            "revoked": r["revoked_at"] is not None,
+        }
         for r in await conn.fetch(
             "SELECT kind, key_prefix, created_at, revoked_at FROM unmo.api_keys WHERE app_id = $1 ORDER BY kind",
             app.app_id,
@@ -216,7 +228,10 @@ async def load_keys(conn: asyncpg.Connection) -> dict[bytes, tuple[int, str]]:
 
 
 async def load_settings(conn: asyncpg.Connection) -> dict[int, tuple[AppSettings, int | None]]:
-    return {r["app_id"]: (_row_to_app(r).settings, r["rate_limit"]) for r in await conn.fetch("SELECT * FROM unmo.apps")}
+    return {
+        r["app_id"]: (_row_to_app(r).settings, r["rate_limit"])
+        for r in await conn.fetch("SELECT * FROM unmo.apps")
+    }
 
 
 def settings_dict(settings: AppSettings) -> dict[str, Any]:

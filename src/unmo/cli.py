@@ -38,8 +38,11 @@ class Parser(argparse.ArgumentParser):
 
 
 def add_database_flag(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--database-url", default=None,
-                   help="PostgreSQL URL (default: $UNMO_DATABASE_URL, else the embedded server under $UNMO_HOME)")
+    p.add_argument(
+        "--database-url",
+        default=None,
+        help="PostgreSQL URL (default: $UNMO_DATABASE_URL, else the embedded server under $UNMO_HOME)",
+    )
 
 
 def run_with_database(flag: str | None, fn: Callable[[asyncpg.Connection], Awaitable[Any]]) -> Any:
@@ -83,12 +86,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
         try:
             max_queue = int(os.environ["UNMO_MAX_QUEUE"])
         except ValueError:
-            raise UsageError(f"unmo serve: UNMO_MAX_QUEUE: expected a number, got {os.environ['UNMO_MAX_QUEUE']!r}")
+            raise UsageError(  # noqa: B904 - the one-line message is the whole story
+                f"unmo serve: UNMO_MAX_QUEUE: expected a number, got {os.environ['UNMO_MAX_QUEUE']!r}"
+            )
     if max_queue is not None and not 1_000 <= max_queue <= 100_000_000:
         raise UsageError(f"unmo serve: --max-queue: expected 1000..100000000, got {max_queue}")
     setup_logging()
     url, embedded = database_url_or_embedded(args.database_url)
     try:
+
         async def do_migrate() -> None:
             conn = await asyncpg.connect(url)
             try:
@@ -97,8 +103,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
                 await conn.close()
 
         asyncio.run(do_migrate())
-        settings = ServerSettings(host=args.host, port=args.port, database_url=url, workers=args.workers,
-                                  pool_size=args.pool_size)
+        settings = ServerSettings(
+            host=args.host, port=args.port, database_url=url, workers=args.workers, pool_size=args.pool_size
+        )
         if max_queue is not None:
             settings.limits.queue_max_records = max_queue
             settings.limits.flush_max_records = min(settings.limits.flush_max_records, max_queue)
@@ -138,7 +145,13 @@ def _print_app(app: Any, as_json: bool) -> None:
         return
     s = data["settings"]
     print(f"{data['name']}  (app id {data['app_id']}, platform {data['platform'] or '-'})")
-    for key in ("click_window", "impression_window", "probabilistic_window", "reattribution_window", "min_ctit"):
+    for key in (
+        "click_window",
+        "impression_window",
+        "probabilistic_window",
+        "reattribution_window",
+        "min_ctit",
+    ):
         print(f"  {key.replace('_', '-'):22} {s[key]}")
     print(f"  {'ip-blocklist':22} {', '.join(s['ip_blocklist']) or '-'}")
     print(f"  {'rate-limit':22} {data['rate_limit'] or 'server default'}")
@@ -153,8 +166,15 @@ def cmd_apps_create(args: argparse.Namespace) -> int:
     validate_platform(args.platform)
     created = run_with_database(args.database_url, lambda conn: create_app(conn, args.name, args.platform))
     if args.json:
-        print(json.dumps({"app_id": created["app_id"], "sdk_key": created["sdk_key"],
-                          "secret_key": created["secret_key"]}))
+        print(
+            json.dumps(
+                {
+                    "app_id": created["app_id"],
+                    "sdk_key": created["sdk_key"],
+                    "secret_key": created["secret_key"],
+                }
+            )
+        )
     else:
         print(f"created app {created['name']} (app id {created['app_id']})")
         print(f"  sdk key:    {created['sdk_key']}   (ship it in the app: it can only send records)")
@@ -198,7 +218,9 @@ def cmd_apps_set(args: argparse.Namespace) -> int:
         changes["ip_blocklist"] = parse_blocklist(args.ip_blocklist)
     if args.rate_limit is not None:
         if args.rate_limit <= 0:
-            raise ValidationError(f"rate-limit: expected a positive number of records per second, got {args.rate_limit}")
+            raise ValidationError(
+                f"rate-limit: expected a positive number of records per second, got {args.rate_limit}"
+            )
         changes["rate_limit"] = args.rate_limit
     if not changes:
         raise UsageError("unmo apps set: nothing to change (give at least one setting flag)")
@@ -214,9 +236,14 @@ def register(sub: Any) -> None:
     add_database_flag(p)
     p.add_argument("--workers", type=int, default=1, help="worker processes sharing the port")
     p.add_argument("--pool-size", type=int, default=4, help="database connections per worker")
-    p.add_argument("--max-queue", type=int, default=None, metavar="RECORDS",
-                   help="records waiting for commit before the server sheds load with 503 "
-                        "(default 200000, or $UNMO_MAX_QUEUE)")
+    p.add_argument(
+        "--max-queue",
+        type=int,
+        default=None,
+        metavar="RECORDS",
+        help="records waiting for commit before the server sheds load with 503 "
+        "(default 200000, or $UNMO_MAX_QUEUE)",
+    )
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("migrate", help="create or upgrade the schema")

@@ -21,8 +21,8 @@ def configured_database_url(flag: str | None) -> str | None:
 class Limits:
     """Every size and rate an outsider controls (docs/api.md, Limits)."""
 
-    max_body_bytes: int = 5 * 1024 * 1024          # after decompression
-    max_wire_bytes: int = 5 * 1024 * 1024          # as sent (gzip cannot be larger than the inflated body)
+    max_body_bytes: int = 5 * 1024 * 1024  # after decompression
+    max_wire_bytes: int = 5 * 1024 * 1024  # as sent (gzip cannot be larger than the inflated body)
     max_records: int = 10_000
     max_record_bytes: int = 32 * 1024
     max_properties_bytes: int = 8 * 1024
@@ -31,7 +31,7 @@ class Limits:
     queue_max_records: int = 200_000
     flush_max_records: int = 50_000
     flush_delay_ms: float = 2.0
-    default_app_rate: int = 2_000_000              # records/s per app and process unless the app sets its own
+    default_app_rate: int = 2_000_000  # records/s per app and process unless the app sets its own
 
 
 @dataclass

@@ -30,13 +30,13 @@ TOUCH_KINDS = (Kind.CLICK, Kind.IMPRESSION)
 class Outcome(IntEnum):
     """records.outcome: what the kernel decided for a stored record."""
 
-    OK = 0               # touches: eligible
-    ATTRIBUTED = 1       # installs, opens, events
+    OK = 0  # touches: eligible
+    ATTRIBUTED = 1  # installs, opens, events
     ORGANIC = 2
     REINSTALL = 3
     REATTRIBUTED = 4
-    UNATTRIBUTED = 5     # opens and events of a device with no known install
-    IP_BLOCKLIST = 6     # touches from a blocklisted address (stored, never eligible)
+    UNATTRIBUTED = 5  # opens and events of a device with no known install
+    IP_BLOCKLIST = 6  # touches from a blocklisted address (stored, never eligible)
 
 
 STATUS_NAMES = {

@@ -36,7 +36,9 @@ def load(package: str) -> list[Migration]:
     found.sort()
     versions = [m.version for m in found]
     if versions != list(range(1, len(found) + 1)):
-        raise RuntimeError(f"{package}: migrations must be numbered 0001, 0002, ... without gaps, got {versions}")
+        raise RuntimeError(
+            f"{package}: migrations must be numbered 0001, 0002, ... without gaps, got {versions}"
+        )
     return found
 
 

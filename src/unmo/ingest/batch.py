@@ -19,9 +19,9 @@ from urllib.parse import parse_qsl, unquote
 import msgspec
 import numpy as np
 
-from unmo._native import xxh64
 from unmo.config import Limits
 from unmo.errors import cut
+from unmo.hashing import xxh64
 from unmo.ingest.body import BodyError, LimitError
 from unmo.ingest.fingerprint import fingerprint_hash, fingerprint_parts
 from unmo.model import (
@@ -122,9 +122,9 @@ class Batch:
     """Good records of one or more requests, as columns, in arrival order."""
 
     n: int = 0
-    index: list[int] = field(default_factory=list)            # position in its request's batch
+    index: list[int] = field(default_factory=list)  # position in its request's batch
     kind: list[int] = field(default_factory=list)
-    ts: list[int] = field(default_factory=list)               # ms, clock-skew corrected
+    ts: list[int] = field(default_factory=list)  # ms, clock-skew corrected
     record_id: list[str] = field(default_factory=list)
     id_h1: list[int] = field(default_factory=list)
     id_h2: list[int] = field(default_factory=list)
@@ -240,16 +240,14 @@ def _has_nul(rec: Record) -> str | None:
     return None
 
 
-def decode_body(
-    body: bytes, *, msgpack: bool, received_ms: int, limits: Limits
-) -> Decoded:
+def decode_body(body: bytes, *, msgpack: bool, received_ms: int, limits: Limits) -> Decoded:
     """Decode a whole (inflated) request body.  Raises BodyError/LimitError for the request."""
     try:
         env = (_mp_envelope if msgpack else _json_envelope).decode(body)
     except msgspec.ValidationError as exc:
         text = str(exc)
         if "batch" in text or "Expected `object`" in text:
-            raise BodyError("body: expected an object with a \"batch\" array") from None
+            raise BodyError('body: expected an object with a "batch" array') from None
         if "sent_at" in text:
             raise BodyError(
                 f"sent_at: expected RFC 3339 timestamp or epoch milliseconds, got "
@@ -265,7 +263,9 @@ def decode_body(
     if env.sent_at is not None:
         sent_at_ms = to_ms(env.sent_at)
         if sent_at_ms < MIN_TS_MS:
-            raise BodyError(f"sent_at: expected RFC 3339 timestamp or epoch milliseconds, got {cut(env.sent_at)}")
+            raise BodyError(
+                f"sent_at: expected RFC 3339 timestamp or epoch milliseconds, got {cut(env.sent_at)}"
+            )
         skew = received_ms - sent_at_ms
     b = Batch()
     errors: list[dict[str, Any]] = []
@@ -279,8 +279,13 @@ def decode_body(
     for i, raw_rec in enumerate(env.batch):
         raw = bytes(raw_rec)
         if len(raw) > limits.max_record_bytes:
-            errors.append({"index": i, "id": None,
-                           "error": f"batch[{i}]: record larger than {limits.max_record_bytes} bytes ({len(raw)})"})
+            errors.append(
+                {
+                    "index": i,
+                    "id": None,
+                    "error": f"batch[{i}]: record larger than {limits.max_record_bytes} bytes ({len(raw)})",
+                }
+            )
             continue
         try:
             rec = record_decoder.decode(raw)
@@ -288,12 +293,18 @@ def decode_body(
             bad(i, raw, _describe(i, raw, exc, msgpack))
             continue
         if (msgpack or b"\\u0000" in raw) and (path := _has_nul(rec)):
-            bad(i, raw, f"batch[{i}]{path}: NUL characters are not allowed, got {cut(_value_at(raw, path, msgpack))}")
+            bad(
+                i,
+                raw,
+                f"batch[{i}]{path}: NUL characters are not allowed, got {cut(_value_at(raw, path, msgpack))}",
+            )
             continue
         kind = KIND_BY_NAME[rec.type]
         ts = to_ms(rec.ts)
         if ts < MIN_TS_MS:
-            bad(i, raw, f"batch[{i}].ts: expected RFC 3339 timestamp or epoch milliseconds, got {cut(rec.ts)}")
+            bad(
+                i, raw, f"batch[{i}].ts: expected RFC 3339 timestamp or epoch milliseconds, got {cut(rec.ts)}"
+            )
             continue
         ts += skew
         if ts > future_limit:
@@ -302,8 +313,12 @@ def decode_body(
         dev = rec.device
         camp = rec.campaign
         if kind in TOUCH_KINDS and (camp is None or not camp.network):
-            bad(i, raw, f"batch[{i}].campaign.network: required for a {rec.type}, got "
-                        f"{cut(camp.network if camp is not None else None)}")
+            bad(
+                i,
+                raw,
+                f"batch[{i}].campaign.network: required for a {rec.type}, got "
+                f"{cut(camp.network if camp is not None else None)}",
+            )
             continue
         if kind == Kind.EVENT and not rec.name:
             bad(i, raw, f"batch[{i}].name: required for an event, got {cut(rec.name)}")
@@ -329,7 +344,11 @@ def decode_body(
         praw = bytes(rec.properties)
         if praw and praw != b"null" and praw != b"\xc0":
             if len(praw) > limits.max_properties_bytes:
-                bad(i, raw, f"batch[{i}].properties: larger than {limits.max_properties_bytes} bytes ({len(praw)})")
+                bad(
+                    i,
+                    raw,
+                    f"batch[{i}].properties: larger than {limits.max_properties_bytes} bytes ({len(praw)})",
+                )
                 continue
             try:
                 value = _mp_any.decode(praw) if msgpack else None
@@ -344,8 +363,12 @@ def decode_body(
                         raise ValueError
                     props = praw.decode()
             except (TypeError, ValueError, msgspec.MsgspecError):
-                bad(i, raw, f"batch[{i}].properties: expected an object without NUL characters, got "
-                            f"{cut(_value_at(raw, '.properties', msgpack))}")
+                bad(
+                    i,
+                    raw,
+                    f"batch[{i}].properties: expected an object without NUL characters, got "
+                    f"{cut(_value_at(raw, '.properties', msgpack))}",
+                )
                 continue
 
         # -- the record is good: append its columns

@@ -14,7 +14,7 @@ from functools import lru_cache
 
 import ua_parser
 
-from unmo._native import xxh64
+from unmo.hashing import xxh64
 
 FP_SEED = 0x5EED_F1A9
 
@@ -42,7 +42,11 @@ def major_minor(version: str | None) -> str | None:
 
 
 def fingerprint_parts(
-    ip: str | None, ua: str | None, os: str | None = None, os_version: str | None = None, model: str | None = None
+    ip: str | None,
+    ua: str | None,
+    os: str | None = None,
+    os_version: str | None = None,
+    model: str | None = None,
 ) -> tuple[str, str | None, str | None, str | None] | None:
     """The fingerprint tuple, or None when there is no IP address."""
     if not ip:

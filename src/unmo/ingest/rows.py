@@ -3,21 +3,42 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
-from unmo._native import encode_copy
 from unmo.ingest.batch import Batch, device_hash, id_hashes, normalize_device_id, to_signed
 from unmo.model import CAMPAIGN_FIELDS, DEVICE_ID_FIELDS
+from unmo.pgcopy import ColType, encode
 
-# ColType codes of unmo._native.encode_copy (src/native/consts.pxi)
-INT2, INT4, INT8, FLOAT8, TSTZ_MS, TEXT, JSONB, INET = 1, 2, 3, 4, 5, 6, 7, 8
+INT2, INT4, INT8, FLOAT8 = ColType.INT2, ColType.INT4, ColType.INT8, ColType.FLOAT8
+TSTZ_MS, TEXT, JSONB, INET = ColType.TIMESTAMPTZ_MS, ColType.TEXT, ColType.JSONB, ColType.INET
 
 RECORD_COLUMNS = [
-    "device_key", "app_id", "received_at", "seq", "ord", "kind", "record_id", "ts",
-    *DEVICE_ID_FIELDS, "ip", "ua", "platform", "os", "os_version", "model", *CAMPAIGN_FIELDS,
-    "referrer", "name", "revenue", "currency", "properties", "fp", "outcome",
+    "device_key",
+    "app_id",
+    "received_at",
+    "seq",
+    "ord",
+    "kind",
+    "record_id",
+    "ts",
+    *DEVICE_ID_FIELDS,
+    "ip",
+    "ua",
+    "platform",
+    "os",
+    "os_version",
+    "model",
+    *CAMPAIGN_FIELDS,
+    "referrer",
+    "name",
+    "revenue",
+    "currency",
+    "properties",
+    "fp",
+    "outcome",
 ]
 
 REPLAY_COLUMNS = (
@@ -37,7 +58,7 @@ def encode_records(
     ord_: np.ndarray,
     received: np.ndarray,
     outcome: np.ndarray,
-    campaign: list[tuple[str | None, ...] | None],
+    campaign: Sequence[tuple[str | None, ...] | None],
 ) -> tuple[bytes, int]:
     """Binary COPY stream of the rows of ``b`` where ``keep`` (the non-duplicates)."""
     rows = np.flatnonzero(keep)
@@ -54,7 +75,7 @@ def encode_records(
     rev_null = np.fromiter((v is None for v in revenue), dtype=np.uint8, count=n)
     rev = np.fromiter((v or 0.0 for v in revenue), dtype=np.float64, count=n)
     fp = nums(np.asarray(b.fp, dtype=np.uint64).view(np.int64), np.int64)
-    camp_cols = [[(campaign[i][j] if campaign[i] is not None else None) for i in sel] for j in range(5)]
+    camp_cols = [[(c[j] if (c := campaign[i]) is not None else None) for i in sel] for j in range(5)]
     columns: list[tuple[int, Any, Any]] = [
         (INT8, nums(b.device_key, np.int64), None),
         (INT8, np.full(n, app_id, dtype=np.int64), None),
@@ -80,7 +101,7 @@ def encode_records(
         (INT8, fp, (fp == 0).astype(np.uint8)),
         (INT2, nums(outcome, np.int16), None),
     ]
-    return encode_copy(n, columns), n
+    return encode(n, columns), n
 
 
 def to_ms(value: dt.datetime) -> int:
@@ -119,7 +140,19 @@ def batch_from_rows(rows: list[Any]) -> tuple[Batch, np.ndarray, np.ndarray]:
     empty: list[Any] = [None] * b.n
     b.index = list(range(b.n))
     b.device_key = [to_signed(h[0] or 1) for h in b.dev]
-    for name in ("ip", "ip_packed", "ua", "platform", "os", "os_version", "model", "referrer", "name",
-                 "revenue", "currency", "properties"):
+    for name in (
+        "ip",
+        "ip_packed",
+        "ua",
+        "platform",
+        "os",
+        "os_version",
+        "model",
+        "referrer",
+        "name",
+        "revenue",
+        "currency",
+        "properties",
+    ):
         setattr(b, name, list(empty))
     return b, received, stored

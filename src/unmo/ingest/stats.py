@@ -51,8 +51,16 @@ class StatsRecorder:
             s = self._pending[key] = MinuteStats()
         return s
 
-    def batch(self, app_id: int, latency_ms: float, kinds: dict[str, dict[str, int]], accepted: int,
-              duplicates: int, rejected: int, server_error: bool = False) -> None:
+    def batch(
+        self,
+        app_id: int,
+        latency_ms: float,
+        kinds: dict[str, dict[str, int]],
+        accepted: int,
+        duplicates: int,
+        rejected: int,
+        server_error: bool = False,
+    ) -> None:
         s = self._slot(app_id)
         s.batches += 1
         s.accepted += accepted
@@ -84,8 +92,19 @@ class StatsRecorder:
             return
         pending, self._pending = self._pending, {}
         rows = [
-            (app_id, minute * 60, self.server, s.batches, s.accepted, s.duplicates, s.rejected, s.server_errors,
-             json.dumps(s.by_kind), s.buckets, s.latency_sum_ms)
+            (
+                app_id,
+                minute * 60,
+                self.server,
+                s.batches,
+                s.accepted,
+                s.duplicates,
+                s.rejected,
+                s.server_errors,
+                json.dumps(s.by_kind),
+                s.buckets,
+                s.latency_sum_ms,
+            )
             for (app_id, minute), s in pending.items()
         ]
         try:

@@ -45,11 +45,27 @@ log = logging.getLogger("unmo.writer")
 KIND_NAMES = {int(k): k.name.lower() for k in Kind}
 
 INSTALL_COLUMNS = [
-    "device_key", "app_id", "record_id", "received_at", "seq", "ord", "ts", "device_hashes", "status",
-    "touch", "match", "touch_id", "touch_ts", *CAMPAIGN_FIELDS, "ctit_s", "rejected",
+    "device_key",
+    "app_id",
+    "record_id",
+    "received_at",
+    "seq",
+    "ord",
+    "ts",
+    "device_hashes",
+    "status",
+    "touch",
+    "match",
+    "touch_id",
+    "touch_ts",
+    *CAMPAIGN_FIELDS,
+    "ctit_s",
+    "rejected",
 ]
-RESULT_COLUMNS = ("record_id, status, touch, match, touch_id, touch_ts, network, campaign, adset, ad, site, "
-                  "ctit_s, rejected")
+RESULT_COLUMNS = (
+    "record_id, status, touch, match, touch_id, touch_ts, network, campaign, adset, ad, site, "
+    "ctit_s, rejected"
+)
 _CONNECTION_ERRORS = (
     OSError,
     asyncio.TimeoutError,
@@ -76,7 +92,9 @@ class Outcome:
     accepted: int
     duplicates: int
     installs: list[dict[str, Any]] = field(default_factory=list)
-    by_kind: dict[str, dict[str, int]] = field(default_factory=dict)  # "click" -> {"accepted": n, "duplicate": n}
+    by_kind: dict[str, dict[str, int]] = field(
+        default_factory=dict
+    )  # "click" -> {"accepted": n, "duplicate": n}
 
 
 def _ts(ms: int) -> dt.datetime:
@@ -86,12 +104,16 @@ def _ts(ms: int) -> dt.datetime:
 def stored_result(row: Any) -> dict[str, Any]:
     """An install result as the API answers it, from a row of unmo.installs."""
     out: dict[str, Any] = {
-        "status": row["status"], "touch": row["touch"], "match": row["match"], "touch_id": row["touch_id"],
+        "status": row["status"],
+        "touch": row["touch"],
+        "match": row["match"],
+        "touch_id": row["touch_id"],
         "touch_ts": None,
     }
     if row["touch_ts"] is not None:
-        out["touch_ts"] = row["touch_ts"].astimezone(dt.UTC).isoformat(timespec="milliseconds").replace(
-            "+00:00", "Z")
+        out["touch_ts"] = (
+            row["touch_ts"].astimezone(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        )
     for f in CAMPAIGN_FIELDS:
         out[f] = row[f]
     out["ctit_s"] = row["ctit_s"]
@@ -183,7 +205,9 @@ class Writer:
                 await asyncio.sleep(self.limits.flush_delay_ms / 1000.0)
             take: list[Submission] = []
             count = 0
-            while self._queue and (not take or count + self._queue[0].batch.n <= self.limits.flush_max_records):
+            while self._queue and (
+                not take or count + self._queue[0].batch.n <= self.limits.flush_max_records
+            ):
                 s = self._queue.pop(0)
                 take.append(s)
                 count += s.batch.n
@@ -260,12 +284,20 @@ class Writer:
                     answers[id(s)] = o
                 committed[app_id] = seq
             for stream in copies:
-                await conn.copy_to_table("records", schema_name="unmo", source=memoryview(stream), columns=RECORD_COLUMNS,
-                                         format="binary")
+                await conn.copy_to_table(
+                    "records",
+                    schema_name="unmo",
+                    source=memoryview(stream),
+                    columns=RECORD_COLUMNS,
+                    format="binary",
+                )
             if install_rows:
-                await conn.copy_records_to_table("installs", schema_name="unmo", records=install_rows,
-                                                 columns=INSTALL_COLUMNS)
-            await conn.execute("UPDATE unmo.app_log SET seq = seq + 1 WHERE app_id = ANY($1::bigint[])", app_ids)
+                await conn.copy_records_to_table(
+                    "installs", schema_name="unmo", records=install_rows, columns=INSTALL_COLUMNS
+                )
+            await conn.execute(
+                "UPDATE unmo.app_log SET seq = seq + 1 WHERE app_id = ANY($1::bigint[])", app_ids
+            )
         for app_id, seq in committed.items():
             self.states[app_id].seq = seq
         self.last_flush_ms = (time.perf_counter() - t0) * 1000
@@ -306,17 +338,39 @@ class Writer:
         ord_[order] = np.arange(batch.n, dtype=np.int32)
         stream = None
         if keep.any():
-            stream, _n = encode_records(batch, app_id=app_id, seq=seq, keep=keep, ord_=ord_, received=received,
-                                        outcome=d.outcome, campaign=d.campaign)
+            stream, _n = encode_records(
+                batch,
+                app_id=app_id,
+                seq=seq,
+                keep=keep,
+                ord_=ord_,
+                received=received,
+                outcome=d.outcome,
+                campaign=d.campaign,
+            )
         install_rows = []
         for row, res in d.results.items():
             hashes = [h for h in batch.dev[row] if h]
-            install_rows.append((
-                batch.device_key[row], app_id, batch.record_id[row], _ts(int(received[row])), seq, int(ord_[row]),
-                _ts(batch.ts[row]), signed_hashes(hashes), res["status"], res["touch"], res["match"],
-                res["touch_id"], _ts(_parse_ms(res["touch_ts"])) if res["touch_ts"] else None,
-                *[res[f] for f in CAMPAIGN_FIELDS], res["ctit_s"], json.dumps(res["rejected"]),
-            ))
+            install_rows.append(
+                (
+                    batch.device_key[row],
+                    app_id,
+                    batch.record_id[row],
+                    _ts(int(received[row])),
+                    seq,
+                    int(ord_[row]),
+                    _ts(batch.ts[row]),
+                    signed_hashes(hashes),
+                    res["status"],
+                    res["touch"],
+                    res["match"],
+                    res["touch_id"],
+                    _ts(_parse_ms(res["touch_ts"])) if res["touch_ts"] else None,
+                    *[res[f] for f in CAMPAIGN_FIELDS],
+                    res["ctit_s"],
+                    json.dumps(res["rejected"]),
+                )
+            )
         results = await self._results_with_duplicates(conn, app_id, batch, d)
         outs = []
         start = 0
@@ -334,7 +388,9 @@ class Writer:
                     r = results.get(row)
                     if r is not None:
                         installs.append({"index": batch.index[row], "id": batch.record_id[row], **r})
-            outs.append(Outcome(accepted=s.batch.n - dups, duplicates=dups, installs=installs, by_kind=by_kind))
+            outs.append(
+                Outcome(accepted=s.batch.n - dups, duplicates=dups, installs=installs, by_kind=by_kind)
+            )
             start = end
         return stream, install_rows, outs
 
@@ -351,7 +407,8 @@ class Writer:
         if missing:
             for row in await conn.fetch(
                 f"SELECT {RESULT_COLUMNS} FROM unmo.installs WHERE app_id = $1 AND record_id = ANY($2::text[])",
-                app_id, missing,
+                app_id,
+                missing,
             ):
                 by_id[row["record_id"]] = stored_result(row)
         for r in dup_rows:
@@ -374,13 +431,19 @@ class Writer:
         rows = await conn.fetch(
             f"SELECT {REPLAY_COLUMNS} FROM unmo.records WHERE app_id = $1 AND seq <= $2 "
             "AND received_at >= $3 AND (received_at >= $4 OR (kind <= 2 AND ts >= $5)) ORDER BY seq, ord",
-            app_id, seq, _ts(min(touch_from - GRACE_MS, dedup_from)), _ts(dedup_from), _ts(touch_from),
+            app_id,
+            seq,
+            _ts(min(touch_from - GRACE_MS, dedup_from)),
+            _ts(dedup_from),
+            _ts(touch_from),
         )
         b, received, stored = batch_from_rows(rows)
         state.replay_records(b, received, stored)
         for row in await conn.fetch(
             "SELECT * FROM unmo.installs WHERE app_id = $1 AND seq <= $2 AND ts >= $3 ORDER BY seq, ord",
-            app_id, seq, _ts(now - settings.reattribution_window_ms - GRACE_MS),
+            app_id,
+            seq,
+            _ts(now - settings.reattribution_window_ms - GRACE_MS),
         ):
             state.replay_install(row)
         state.seq = seq
@@ -392,25 +455,31 @@ class Writer:
         rows = await conn.fetch(
             f"SELECT {REPLAY_COLUMNS} FROM unmo.records WHERE app_id = $1 AND seq > $2 AND seq <= $3 "
             "ORDER BY seq, ord",
-            app_id, state.seq, seq_db,
+            app_id,
+            state.seq,
+            seq_db,
         )
         b, received, stored = batch_from_rows(rows)
         state.replay_records(b, received, stored)
         for row in await conn.fetch(
             "SELECT * FROM unmo.installs WHERE app_id = $1 AND seq > $2 AND seq <= $3 ORDER BY seq, ord",
-            app_id, state.seq, seq_db,
+            app_id,
+            state.seq,
+            seq_db,
         ):
             state.replay_install(row)
         if self.metrics is not None:
             self.metrics.catch_up_records.inc(len(rows))
         state.seq = seq_db
 
-    async def _load_installs(self, conn: asyncpg.Connection, state: AppKernel, app_id: int,
-                             hashes: list[int]) -> None:
+    async def _load_installs(
+        self, conn: asyncpg.Connection, state: AppKernel, app_id: int, hashes: list[int]
+    ) -> None:
         """Installs of devices the in-memory index does not hold (older than its window)."""
         rows = await conn.fetch(
             "SELECT * FROM unmo.installs WHERE app_id = $1 AND device_hashes && $2::bigint[] ORDER BY seq, ord",
-            app_id, signed_hashes(hashes),
+            app_id,
+            signed_hashes(hashes),
         )
         for row in rows:
             state.replay_install(row)

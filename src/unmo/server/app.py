@@ -21,7 +21,7 @@ from unmo import __version__
 from unmo.apps import load_settings
 from unmo.config import Limits, ServerSettings
 from unmo.errors import DatabaseUnavailableError, OverloadedError, UnmoError
-from unmo.ingest.batch import DEVICE_SEEDS, canonical_ip, decode_body, device_hash, normalize_device_id
+from unmo.ingest.batch import DEVICE_SEEDS, decode_body, device_hash, normalize_device_id
 from unmo.ingest.body import BodyError, LimitError, inflate
 from unmo.ingest.stats import StatsRecorder
 from unmo.ingest.writer import RESULT_COLUMNS, Writer, stored_result
@@ -61,7 +61,10 @@ class Ingest:
 
     async def startup(self) -> None:
         self.pool = await asyncpg.create_pool(
-            self.database_url, min_size=2, max_size=self.settings.pool_size, command_timeout=60,
+            self.database_url,
+            min_size=2,
+            max_size=self.settings.pool_size,
+            command_timeout=60,
             server_settings={"application_name": "unmo-serve"},
         )
         self.writer = Writer(self.pool, self.limits, self.metrics)
@@ -152,11 +155,16 @@ async def post_batch(request: Request) -> Response:
     try:
         principal = await ing.auth(request, (SDK, SECRET))
     except AuthError as exc:
-        return error(exc.status, str(exc), {"WWW-Authenticate": 'Bearer realm="unmo"'} if exc.status == 401 else None)
+        return error(
+            exc.status, str(exc), {"WWW-Authenticate": 'Bearer realm="unmo"'} if exc.status == 401 else None
+        )
     msgpack = _is_msgpack(request)
     if msgpack is None:
-        return error(415, f"content-type: expected application/json or application/msgpack, got "
-                          f"{request.headers.get('content-type')!r}")
+        return error(
+            415,
+            f"content-type: expected application/json or application/msgpack, got "
+            f"{request.headers.get('content-type')!r}",
+        )
     try:
         body = await ing.read_body(request)
         decoded = decode_body(body, msgpack=msgpack, received_ms=received_ms, limits=ing.limits)
@@ -168,8 +176,12 @@ async def post_batch(request: Request) -> Response:
     wait = ing.rates.check(principal.app_id, max(batch.n, 1))
     if wait > 0:
         m.shed.labels("rate").inc()
-        return error(429, f"rate: app over its limit of {ing.rates.rates.get(principal.app_id) or ing.rates.default_rate}"
-                          " records/s, nothing was stored", {"Retry-After": str(max(1, math.ceil(wait)))})
+        return error(
+            429,
+            f"rate: app over its limit of {ing.rates.rates.get(principal.app_id) or ing.rates.default_rate}"
+            " records/s, nothing was stored",
+            {"Retry-After": str(max(1, math.ceil(wait)))},
+        )
     assert ing.writer is not None and ing.stats is not None
     kinds: dict[str, dict[str, int]] = {}
     if decoded.errors:
@@ -185,7 +197,9 @@ async def post_batch(request: Request) -> Response:
             ing.stats.batch(principal.app_id, latency, {}, 0, 0, 0, server_error=True)
             return error(503, str(exc), {"Retry-After": str(max(1, math.ceil(exc.retry_after)))})
         except UnmoError as exc:
-            ing.stats.batch(principal.app_id, (time.perf_counter() - t0) * 1000, {}, 0, 0, 0, server_error=True)
+            ing.stats.batch(
+                principal.app_id, (time.perf_counter() - t0) * 1000, {}, 0, 0, 0, server_error=True
+            )
             return error(500, str(exc))
         m.shedding.set(0)
         kinds = outcome.by_kind
@@ -199,8 +213,10 @@ async def post_batch(request: Request) -> Response:
     m.batch_seconds.observe(latency / 1000)
     ing.stats.batch(principal.app_id, latency, kinds, accepted, duplicates, len(decoded.errors))
     status = 400 if decoded.errors and batch.n == 0 else 200
-    return json_response({"accepted": accepted, "duplicates": duplicates, "errors": decoded.errors,
-                          "installs": installs}, status)
+    return json_response(
+        {"accepted": accepted, "duplicates": duplicates, "errors": decoded.errors, "installs": installs},
+        status,
+    )
 
 
 async def get_install(request: Request) -> Response:
@@ -217,9 +233,10 @@ async def get_install(request: Request) -> Response:
         async with ing.pool.acquire(timeout=5.0) as conn:
             row = await conn.fetchrow(
                 f"SELECT {RESULT_COLUMNS}, ts, received_at FROM unmo.installs WHERE app_id = $1 AND record_id = $2",
-                principal.app_id, record_id,
+                principal.app_id,
+                record_id,
             )
-    except (OSError, asyncpg.PostgresError, asyncio.TimeoutError):
+    except (TimeoutError, OSError, asyncpg.PostgresError):
         return error(503, "database: unavailable", {"Retry-After": "1"})
     if row is None:
         return error(404, f"install: no install with id {record_id!r}")
@@ -256,13 +273,16 @@ async def get_attribution(request: Request) -> Response:
             row = await conn.fetchrow(
                 f"SELECT {RESULT_COLUMNS}, ts FROM unmo.installs WHERE app_id = $1 "
                 "AND device_hashes && $2::bigint[] ORDER BY seq DESC, ord DESC LIMIT 1",
-                principal.app_id, signed_hashes(hashes),
+                principal.app_id,
+                signed_hashes(hashes),
             )
-    except (OSError, asyncpg.PostgresError, asyncio.TimeoutError):
+    except (TimeoutError, OSError, asyncpg.PostgresError):
         return error(503, "database: unavailable", {"Retry-After": "1"})
     if row is None:
         return error(404, "device: no install known for this device")
-    return json_response({"install_id": row["record_id"], "install_ts": _iso(row["ts"]), **stored_result(row)})
+    return json_response(
+        {"install_id": row["record_id"], "install_ts": _iso(row["ts"]), **stored_result(row)}
+    )
 
 
 async def healthz(request: Request) -> Response:
@@ -302,7 +322,8 @@ async def metrics(request: Request) -> Response:
             with contextlib.suppress(Exception):
                 async with ing.pool.acquire(timeout=1.0) as conn:
                     ing.metrics.db_size.set(
-                        await conn.fetchval("SELECT pg_database_size(current_database())", timeout=1.0))
+                        await conn.fetchval("SELECT pg_database_size(current_database())", timeout=1.0)
+                    )
     body, ctype = ing.metrics.render()
     return Response(body, media_type=ctype)
 

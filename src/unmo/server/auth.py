@@ -18,7 +18,7 @@ import asyncpg
 from unmo.apps import hash_key, load_keys
 
 SDK = "sdk"
-SECRET = "secret"
+SECRET = "secret"  # noqa: S105 - the name of a key kind, not a password
 
 
 @dataclass(frozen=True)
@@ -80,7 +80,9 @@ class KeyCache:
     async def authenticate(self, header: str | None, *, allow: tuple[str, ...]) -> Principal:
         key = key_from_header(header)
         if key is None:
-            raise AuthError(401, "authorization: expected 'Bearer <key>' or HTTP Basic with the key as user name")
+            raise AuthError(
+                401, "authorization: expected 'Bearer <key>' or HTTP Basic with the key as user name"
+            )
         digest = hash_key(key)
         found = self._keys.get(digest)
         if found is None:
@@ -89,7 +91,9 @@ class KeyCache:
             raise AuthError(401, "authorization: unknown key")
         app_id, kind = found
         if kind not in allow:
-            raise AuthError(403, f"authorization: a {kind} key may not do this (needs a {' or '.join(allow)} key)")
+            raise AuthError(
+                403, f"authorization: a {kind} key may not do this (needs a {' or '.join(allow)} key)"
+            )
         return Principal(app_id, kind)
 
     async def _lookup(self, digest: bytes) -> tuple[int, str] | None:
@@ -101,7 +105,8 @@ class KeyCache:
         try:
             async with self.pool.acquire(timeout=2.0) as conn:
                 row = await conn.fetchrow(
-                    "SELECT app_id, kind FROM unmo.api_keys WHERE key_hash = $1 AND revoked_at IS NULL", digest
+                    "SELECT app_id, kind FROM unmo.api_keys WHERE key_hash = $1 AND revoked_at IS NULL",
+                    digest,
                 )
         except Exception:
             return None

@@ -9,6 +9,7 @@ autoscaler acts on (docs/deploy.md).
 from __future__ import annotations
 
 import os
+from typing import Literal
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -33,33 +34,51 @@ class Metrics:
         if reg is not None:
             # process_resident_memory_bytes, process_cpu_seconds_total: what `unmo soak` samples
             ProcessCollector(registry=reg)
-        gauge_mode = {"multiprocess_mode": "livesum"} if self.multiprocess else {}
-        self.records = Counter("unmo_records", "Records by type and outcome (accepted, duplicate, rejected)",
-                               ["type", "outcome"], registry=reg)
-        self.requests = Counter("unmo_requests", "HTTP requests by route and status", ["route", "status"],
-                                registry=reg)
-        self.batch_seconds = Histogram("unmo_batch_seconds", "POST /v1/batch latency, receipt to answer",
-                                       buckets=[b / 1000 for b in LATENCY_BUCKETS_MS], registry=reg)
-        self.commit_seconds = Histogram("unmo_commit_seconds", "Group commit latency (one flush)",
-                                        buckets=[b / 1000 for b in LATENCY_BUCKETS_MS], registry=reg)
-        self.queue_depth = Gauge("unmo_queue_records", "Records waiting for group commit", registry=reg,
-                                 **gauge_mode)  # type: ignore[arg-type]
-        self.shedding = Gauge("unmo_shedding", "1 while the server answers 503 to shed load", registry=reg,
-                              **gauge_mode)  # type: ignore[arg-type]
-        self.pool_in_use = Gauge("unmo_db_pool_in_use", "Database connections in use", registry=reg,
-                                 **gauge_mode)  # type: ignore[arg-type]
-        self.pool_size = Gauge("unmo_db_pool_size", "Database connections open", registry=reg,
-                               **gauge_mode)  # type: ignore[arg-type]
-        self.catch_up_records = Counter("unmo_catch_up_records",
-                                        "Records replayed from other processes' commits", registry=reg)
-        self.db_size = Gauge("unmo_db_size_bytes", "Size of the database (pg_database_size)", registry=reg,
-                             **({"multiprocess_mode": "max"} if self.multiprocess else {}))  # type: ignore[arg-type]
+        # with several workers a gauge is the sum over the live ones (prometheus-client multiprocess mode)
+        mode: Literal["livesum", "max"] = "livesum"
+        self.records = Counter(
+            "unmo_records",
+            "Records by type and outcome (accepted, duplicate, rejected)",
+            ["type", "outcome"],
+            registry=reg,
+        )
+        self.requests = Counter(
+            "unmo_requests", "HTTP requests by route and status", ["route", "status"], registry=reg
+        )
+        self.batch_seconds = Histogram(
+            "unmo_batch_seconds",
+            "POST /v1/batch latency, receipt to answer",
+            buckets=[b / 1000 for b in LATENCY_BUCKETS_MS],
+            registry=reg,
+        )
+        self.commit_seconds = Histogram(
+            "unmo_commit_seconds",
+            "Group commit latency (one flush)",
+            buckets=[b / 1000 for b in LATENCY_BUCKETS_MS],
+            registry=reg,
+        )
+        self.queue_depth = Gauge(
+            "unmo_queue_records", "Records waiting for group commit", registry=reg, multiprocess_mode=mode
+        )
+        self.shedding = Gauge(
+            "unmo_shedding", "1 while the server answers 503 to shed load", registry=reg, multiprocess_mode=mode
+        )
+        self.pool_in_use = Gauge(
+            "unmo_db_pool_in_use", "Database connections in use", registry=reg, multiprocess_mode=mode
+        )
+        self.pool_size = Gauge("unmo_db_pool_size", "Database connections open", registry=reg, multiprocess_mode=mode)
+        self.catch_up_records = Counter(
+            "unmo_catch_up_records", "Records replayed from other processes' commits", registry=reg
+        )
+        self.db_size = Gauge(
+            "unmo_db_size_bytes", "Size of the database (pg_database_size)", registry=reg, multiprocess_mode="max"
+        )
         self.shed = Counter("unmo_shed_requests", "Requests answered 503 or 429", ["reason"], registry=reg)
 
     def render(self) -> tuple[bytes, str]:
         if self.multiprocess:
             registry = CollectorRegistry()
-            multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+            multiprocess.MultiProcessCollector(registry)
             return generate_latest(registry), CONTENT_TYPE_LATEST
         assert self.registry is not None
         return generate_latest(self.registry), CONTENT_TYPE_LATEST

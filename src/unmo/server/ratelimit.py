@@ -19,7 +19,7 @@ class TokenBucket:
         now = time.monotonic()
         self.tokens = min(self.capacity, self.tokens + (now - self.stamp) * self.rate)
         self.stamp = now
-        if n <= self.tokens or n > self.capacity and self.tokens >= self.capacity:
+        if n <= self.tokens or (n > self.capacity and self.tokens >= self.capacity):
             self.tokens -= n
             return 0.0
         return (n - self.tokens) / self.rate

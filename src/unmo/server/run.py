@@ -48,9 +48,16 @@ def _uvicorn_config(settings: ServerSettings, database_url: str) -> uvicorn.Conf
     )
 
 
+def _after_graceful_stop(signum: int, frame: Any) -> None:
+    """uvicorn re-raises the SIGTERM/SIGINT it handled once it has shut down gracefully; by then
+    everything accepted is committed, so the process exits 0 instead of dying by the signal."""
+
+
 def run_single(settings: ServerSettings, database_url: str, sock: socket.socket | None = None) -> int:
     config = _uvicorn_config(settings, database_url)
     server = uvicorn.Server(config)
+    signal.signal(signal.SIGTERM, _after_graceful_stop)
+    signal.signal(signal.SIGINT, _after_graceful_stop)
     server.run(sockets=[sock] if sock is not None else None)
     return 0 if server.started else 1
 
@@ -75,8 +82,16 @@ def serve(settings: ServerSettings, database_url: str) -> int:
 
     def spawn() -> subprocess.Popen[bytes]:
         return subprocess.Popen(
-            [sys.executable, "-m", "unmo.server.run", str(sock.fileno()), settings.host, str(settings.port),
-             str(settings.pool_size), str(settings.limits.queue_max_records)],
+            [
+                sys.executable,
+                "-m",
+                "unmo.server.run",
+                str(sock.fileno()),
+                settings.host,
+                str(settings.port),
+                str(settings.pool_size),
+                str(settings.limits.queue_max_records),
+            ],
             pass_fds=(sock.fileno(),),
             env=env,
         )

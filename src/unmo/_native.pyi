@@ -1,0 +1,80 @@
+# Type stub of the compiled core (src/native/_native.pyx); tests/test_native_stub.py
+# checks it against the built module with mypy.stubtest.
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from typing_extensions import disjoint_base
+
+def xxh64(data: bytes | bytearray | memoryview | str, seed: int = 0) -> int: ...
+def hash_strings(values: list[str | None], seed: int = 0) -> npt.NDArray[np.uint64]: ...
+def encode_copy(n: int, columns: list[tuple[int, Any, Any]]) -> bytes: ...
+
+@disjoint_base
+class Kernel:
+    click_window: int
+    impression_window: int
+    probabilistic_window: int
+    reattribution_window: int
+    min_ctit: int
+    dedup_window: int
+    grace: int
+    def __init__(
+        self,
+        click_window: int,
+        impression_window: int,
+        probabilistic_window: int,
+        reattribution_window: int,
+        min_ctit: int,
+        dedup_window: int,
+        grace: int,
+    ) -> None: ...
+    def configure(
+        self,
+        click_window: int,
+        impression_window: int,
+        probabilistic_window: int,
+        reattribution_window: int,
+        min_ctit: int,
+        dedup_window: int,
+        grace: int,
+    ) -> None: ...
+    @property
+    def touches(self) -> int: ...
+    @property
+    def installs(self) -> int: ...
+    @property
+    def record_ids(self) -> int: ...
+    def memory_bytes(self) -> int: ...
+    def install_info(self, slot: int) -> tuple[int, int, int, int, int, int, int, str | None]: ...
+    def unknown_devices(self, dev: npt.NDArray[np.uint64], kind: npt.NDArray[np.uint8]) -> list[int]: ...
+    def mark_absent(self, hashes: list[int]) -> None: ...
+    def replay_install(
+        self,
+        dev: npt.NDArray[np.uint64],
+        ts: int,
+        status: int,
+        tkind: int,
+        match: int,
+        camp: int,
+        tts: int,
+        ctit: int,
+        touch_id: str | None,
+    ) -> int: ...
+    def process(
+        self,
+        kind: npt.NDArray[np.uint8],
+        ts: npt.NDArray[np.int64],
+        id_h1: npt.NDArray[np.uint64],
+        id_h2: npt.NDArray[np.uint64],
+        dev: npt.NDArray[np.uint64],
+        fp: npt.NDArray[np.uint64],
+        ref_h1: npt.NDArray[np.uint64],
+        ref_h2: npt.NDArray[np.uint64],
+        camp: npt.NDArray[np.int32],
+        blocked: npt.NDArray[np.uint8],
+        ids: list[str],
+        received: npt.NDArray[np.int64],
+        decide: bool = True,
+        stored: npt.NDArray[np.int16] | None = None,
+    ) -> tuple[Any, Any, Any, Any, Any, list[tuple[int, str, int, int, int, int]]]: ...

@@ -1,0 +1,175 @@
+"""Decoding and validating bodies into columns (unmo.ingest.batch): every error names the field and the value."""
+
+import datetime as dt
+
+import msgspec
+import pytest
+
+from unmo.config import Limits
+from unmo.ingest.batch import (
+    canonical_ip,
+    decode_body,
+    device_hash,
+    id_hashes,
+    normalize_device_id,
+    referrer_click_id,
+)
+from unmo.ingest.body import BodyError, LimitError
+from unmo.model import Kind
+
+NOW = 1_795_000_000_000  # 2026-11-18
+LIMITS = Limits()
+
+
+def decode(records, *, msgpack=False, **envelope):
+    body = {"batch": records, **envelope}
+    raw = msgspec.msgpack.encode(body) if msgpack else msgspec.json.encode(body)
+    return decode_body(raw, msgpack=msgpack, received_ms=NOW, limits=LIMITS)
+
+
+def one_error(record):
+    d = decode([record])
+    assert d.batch.n == 0, "the record should have been rejected"
+    assert len(d.errors) == 1
+    return d.errors[0]["error"]
+
+
+def click(**kw):
+    rec = {"type": "click", "id": "c-1", "ts": NOW, "campaign": {"network": "meta"}}
+    rec.update(kw)
+    return rec
+
+
+def test_good_records_become_columns_in_order():
+    d = decode([
+        click(id="a", device={"idfa": " ABCD-1 ", "ip": "10.1.2.3"}),
+        {"type": "install", "id": "b", "ts": "2026-11-18T00:00:00.250+01:00", "device": {"gaid": "G"}},
+        {"type": "event", "id": "c", "ts": NOW, "name": "purchase", "revenue": 4.99},
+    ])
+    b = d.batch
+    assert d.errors == []
+    assert b.n == 3 and b.index == [0, 1, 2]
+    assert b.kind == [Kind.CLICK, Kind.INSTALL, Kind.EVENT]
+    assert b.ids["idfa"][0] == "abcd-1"
+    assert b.ts[1] == int(dt.datetime(2026, 11, 17, 23, 0, 0, 250000, tzinfo=dt.UTC).timestamp() * 1000)
+    assert b.currency[2] == "USD"  # Segment's default currency when revenue comes without one
+    assert b.dev[0][0] == device_hash("idfa", "abcd-1")
+    assert b.id_h1[0], b.id_h2[0] == id_hashes("a")
+
+
+def test_bad_record_is_reported_by_index_and_the_good_ones_stay():
+    d = decode([click(id="ok-1"), click(id="bad", ts="yesterday"), click(id="ok-2")])
+    assert d.batch.record_id == ["ok-1", "ok-2"]
+    assert d.batch.index == [0, 2]
+    assert d.errors == [{
+        "index": 1, "id": "bad",
+        "error": "batch[1].ts: expected RFC 3339 timestamp or epoch milliseconds, got 'yesterday'",
+    }]
+
+
+@pytest.mark.parametrize(("record", "message"), [
+    ({"type": "purchase", "id": "x", "ts": NOW},
+     "batch[0].type: expected one of click, impression, install, open, event, got 'purchase'"),
+    ({"type": "open", "id": "", "ts": NOW}, "batch[0].id: expected a string of 1 to 128 characters, got ''"),
+    ({"type": "open", "id": "x" * 129, "ts": NOW}, "batch[0].id: expected a string of 1 to 128 characters, got 'xxx"),
+    ({"type": "open", "ts": NOW}, "batch[0].id: required field is missing"),
+    ({"type": "open", "id": "x"}, "batch[0].ts: required field is missing"),
+    ({"type": "open", "id": "x", "ts": 1.5}, "batch[0].ts: expected RFC 3339 timestamp or epoch milliseconds, got 1.5"),
+    ({"type": "open", "id": "x", "ts": "2026-11-18T10:00:00"},
+     "batch[0].ts: expected RFC 3339 timestamp or epoch milliseconds, got '2026-11-18T10:00:00'"),
+    ({"type": "open", "id": "x", "ts": 1_700_000_000},  # seconds, not milliseconds
+     "batch[0].ts: expected RFC 3339 timestamp or epoch milliseconds, got 1700000000"),
+    ({"type": "open", "id": "x", "ts": NOW + 24 * 3600_000 + 1}, "batch[0].ts: more than 24 h in the future"),
+    ({"type": "click", "id": "x", "ts": NOW}, "batch[0].campaign.network: required for a click, got None"),
+    ({"type": "impression", "id": "x", "ts": NOW, "campaign": {"network": ""}},
+     "batch[0].campaign.network: required for a impression, got ''"),
+    ({"type": "event", "id": "x", "ts": NOW}, "batch[0].name: required for an event, got None"),
+    ({"type": "open", "id": "x", "ts": NOW, "device": {"ip": "999.1.1.1"}},
+     "batch[0].device.ip: expected an IPv4 or IPv6 address, got '999.1.1.1'"),
+    ({"type": "open", "id": "x", "ts": NOW, "device": {"platform": "windows"}},
+     "batch[0].device.platform: expected ios or android, got 'windows'"),
+    ({"type": "open", "id": "x", "ts": NOW, "device": {"idfa": 5}}, "batch[0].device.idfa: expected str"),
+    ({"type": "event", "id": "x", "ts": NOW, "name": "p", "revenue": "4.99"},
+     "batch[0].revenue: expected a number, got '4.99'"),
+    ({"type": "event", "id": "x", "ts": NOW, "name": "p", "revenue": 1, "currency": "dollars"},
+     "batch[0].currency: expected an ISO 4217 code like USD, got 'dollars'"),
+    ({"type": "open", "id": "x", "ts": NOW, "properties": [1, 2]},
+     "batch[0].properties: expected an object without NUL characters, got [1, 2]"),
+    ({"type": "open", "id": "x", "ts": NOW, "properties": {"a": "x" * 9000}},
+     "batch[0].properties: larger than 8192 bytes"),
+    ({"type": "open", "id": "x\u0000y", "ts": NOW}, "batch[0].id: NUL characters are not allowed"),
+])
+def test_error_names_field_and_value(record, message):
+    assert one_error(record).startswith(message)
+
+
+def test_record_over_32kb_is_rejected_alone():
+    big = click(id="big", ua="x" * 1000, properties={f"k{i}": "v" * 200 for i in range(200)})
+    d = decode([big, click(id="small")])
+    assert d.batch.record_id == ["small"]
+    assert "record larger than 32768 bytes" in d.errors[0]["error"]
+
+
+def test_long_value_is_cut_in_the_message():
+    err = one_error({"type": "open", "id": "x", "ts": "y" * 500})
+    assert len(err) < 150 and err.endswith("...")
+
+
+def test_sent_at_corrects_clock_skew():
+    # the device clock runs 1 hour fast: ts and sent_at are both an hour ahead
+    d = decode([click(ts=NOW + 3_600_000 - 5_000)], sent_at=NOW + 3_600_000)
+    assert d.batch.ts == [NOW - 5_000]
+    d = decode([click(ts=NOW)], sent_at="2026-11-18T00:00:00Z")
+    assert d.sent_at_ms is not None and d.batch.ts[0] == NOW + (NOW - d.sent_at_ms)
+
+
+def test_future_limit_applies_after_skew_correction():
+    d = decode([click(ts=NOW + 30 * 3_600_000)], sent_at=NOW + 10 * 3_600_000)
+    assert d.errors == [] and d.batch.ts == [NOW + 20 * 3_600_000]
+
+
+def test_msgpack_decodes_the_same():
+    recs = [click(id="a", device={"gaid": "g"}), {"type": "event", "id": "b", "ts": NOW, "name": "n",
+                                                  "properties": {"level": 3}}]
+    j, m = decode(recs), decode(recs, msgpack=True)
+    assert j.batch.record_id == m.batch.record_id
+    assert j.batch.dev == m.batch.dev
+    assert m.batch.properties[1] == '{"level":3}'
+
+
+def test_malformed_bodies_fail_whole():
+    for raw in (b"not json", b"[1,2]", b'{"records": []}', b'{"batch": {}}', b'{"batch": [1}'):
+        with pytest.raises(BodyError):
+            decode_body(raw, msgpack=False, received_ms=NOW, limits=LIMITS)
+    with pytest.raises(BodyError, match="sent_at: expected RFC 3339 timestamp or epoch milliseconds, got 'soon'"):
+        decode_body(b'{"batch": [], "sent_at": "soon"}', msgpack=False, received_ms=NOW, limits=LIMITS)
+
+
+def test_too_many_records_is_a_limit():
+    with pytest.raises(LimitError) as exc:
+        decode([{"type": "open", "id": str(i), "ts": NOW} for i in range(10_001)])
+    assert exc.value.limit == "records"
+
+
+@pytest.mark.parametrize(("value", "expected"), [
+    ("00000000-0000-0000-0000-000000000000", None), ("", None), ("  ", None), (" AbC ", "abc"), (None, None),
+])
+def test_device_id_normalisation(value, expected):
+    assert normalize_device_id(value) == expected
+
+
+@pytest.mark.parametrize(("referrer", "expected"), [
+    ("utm_source=google&click_id=abc-1", "abc-1"),
+    ("utm_source%3Dgoogle%26click_id%3Dabc-2", "abc-2"),
+    ("click_id=", None),
+    ("utm_source=google", None),
+    (None, None),
+])
+def test_referrer_click_id(referrer, expected):
+    assert referrer_click_id(referrer) == expected
+
+
+def test_ip_canonical_forms():
+    assert canonical_ip("::ffff:10.0.0.1") == ("10.0.0.1", bytes([10, 0, 0, 1]))
+    assert canonical_ip("2001:DB8::0:1")[0] == "2001:db8::1"
+    assert canonical_ip("nope") is None
