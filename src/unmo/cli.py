@@ -68,6 +68,22 @@ def run_with_database(flag: str | None, fn: Callable[[asyncpg.Connection], Await
 
 
 # ---------------------------------------------------------------- serve / migrate
+def _serve_int(flag: int | None, name: str, env: str, default: int, lo: int, hi: int) -> int:
+    """A numeric ``unmo serve`` setting: the flag, else ``$env``, else the default; checked against lo..hi."""
+    value, where = flag, name
+    if value is None and os.environ.get(env):
+        raw, where = os.environ[env], env
+        try:
+            value = int(raw)
+        except ValueError:
+            raise UsageError(f"unmo serve: {env}: expected a number, got {raw[:40]!r}") from None
+    if value is None:
+        value = default
+    if not lo <= value <= hi:
+        raise UsageError(f"unmo serve: {where}: expected {lo}..{hi}, got {value}")
+    return value
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from unmo.config import ServerSettings
     from unmo.db.embedded import database_url_or_embedded
@@ -75,12 +91,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from unmo.server.logs import setup as setup_logging
     from unmo.server.run import serve
 
-    if not 0 <= args.port <= 65535:
-        raise UsageError(f"unmo serve: --port: expected 0..65535, got {args.port}")
-    if not 1 <= args.workers <= 64:
-        raise UsageError(f"unmo serve: --workers: expected 1..64, got {args.workers}")
-    if not 1 <= args.pool_size <= 100:
-        raise UsageError(f"unmo serve: --pool-size: expected 1..100, got {args.pool_size}")
+    # flag > environment > default: a container is configured through its environment alone
+    host = args.host or os.environ.get("UNMO_HOST") or "127.0.0.1"
+    port = _serve_int(args.port, "--port", "UNMO_PORT", 8080, 0, 65535)
+    workers = _serve_int(args.workers, "--workers", "UNMO_WORKERS", 1, 1, 64)
+    pool_size = _serve_int(args.pool_size, "--pool-size", "UNMO_POOL_SIZE", 4, 1, 100)
     max_queue = args.max_queue
     if max_queue is None and os.environ.get("UNMO_MAX_QUEUE"):
         try:
@@ -104,7 +119,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
         asyncio.run(do_migrate())
         settings = ServerSettings(
-            host=args.host, port=args.port, database_url=url, workers=args.workers, pool_size=args.pool_size
+            host=host, port=port, database_url=url, workers=workers, pool_size=pool_size
         )
         if max_queue is not None:
             settings.limits.queue_max_records = max_queue
@@ -231,11 +246,13 @@ def cmd_apps_set(args: argparse.Namespace) -> int:
 
 def register(sub: Any) -> None:
     p = sub.add_parser("serve", help="run the ingest server")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8080)
+    p.add_argument("--host", default=None, help="address to listen on (default: $UNMO_HOST, else 127.0.0.1)")
+    p.add_argument("--port", type=int, default=None, help="port (default: $UNMO_PORT, else 8080)")
     add_database_flag(p)
-    p.add_argument("--workers", type=int, default=1, help="worker processes sharing the port")
-    p.add_argument("--pool-size", type=int, default=4, help="database connections per worker")
+    p.add_argument("--workers", type=int, default=None,
+                   help="worker processes sharing the port (default: $UNMO_WORKERS, else 1)")
+    p.add_argument("--pool-size", type=int, default=None,
+                   help="database connections per worker (default: $UNMO_POOL_SIZE, else 4)")
     p.add_argument(
         "--max-queue",
         type=int,
