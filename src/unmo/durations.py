@@ -30,7 +30,7 @@ def format_duration_ms(ms: int) -> str:
     """The shortest exact spelling of ``ms`` (``604800000`` -> ``7d``)."""
     if ms == 0:
         return "0"
-    for unit in ("y", "w", "d", "h", "m", "s"):
+    for unit in ("y", "d", "h", "m", "s"):  # days rather than weeks: "7d" is how windows are spoken of
         size = _UNITS_MS[unit]
         if ms % size == 0:
             return f"{ms // size}{unit}"

@@ -1,0 +1,129 @@
+"""Several processes, one truth: two servers on one database decide exactly as one process would.
+
+Batches for the same devices go, interleaved and concurrently, through two `unmo serve` processes
+(and through `--workers 2`).  The database orders the commits (app_log.seq); replaying the stored
+records in that order through a single process on a fresh app must give every install and event
+the same result, and every answer the servers gave must be what they stored.
+"""
+
+import concurrent.futures
+import random
+
+import httpx
+import pytest
+
+from tests.support import ServerProcess, now_ms, post_batch
+
+NETWORKS = [("meta", "summer"), ("google", "search"), ("tiktok", "launch"), ("unity", "rewarded")]
+
+
+def traffic(seed: int, devices: int = 150) -> list[list[dict]]:
+    rnd = random.Random(seed)
+    t0 = now_ms() - 2 * 86_400_000
+    recs: list[dict] = []
+    for d in range(devices):
+        dev = {"gaid": f"G-{seed}-{d}"} if rnd.random() < 0.7 else {"idfv": f"V-{seed}-{d}", "ip": f"10.9.{d % 250}.1"}
+        t = t0 + rnd.randrange(0, 86_400_000)
+        for c in range(rnd.randrange(0, 4)):
+            net, camp = rnd.choice(NETWORKS)
+            kind = "click" if rnd.random() < 0.8 else "impression"
+            recs.append({"type": kind, "id": f"t-{seed}-{d}-{c}", "ts": t + c * 60_000, "device": dict(dev),
+                         "campaign": {"network": net, "campaign": camp}})
+        if rnd.random() < 0.85:
+            ti = t + rnd.choice([5_000, 600_000, 3_600_000, 20 * 3_600_000])  # some under the minimum CTIT
+            recs.append({"type": "install", "id": f"i-{seed}-{d}", "ts": ti, "device": dict(dev)})
+            for e in range(rnd.randrange(0, 3)):
+                recs.append({"type": "event", "id": f"e-{seed}-{d}-{e}", "ts": ti + (e + 1) * 1000, "name": "buy",
+                             "revenue": 1.0 + e, "device": dict(dev)})
+            if rnd.random() < 0.15:
+                recs.append({"type": "install", "id": f"r-{seed}-{d}", "ts": ti + 3_600_000, "device": dict(dev)})
+        else:
+            recs.append({"type": "open", "id": f"o-{seed}-{d}", "ts": t + 1000, "device": dict(dev)})
+    recs.sort(key=lambda r: r["ts"])
+    batches = [recs[i:i + 25] for i in range(0, len(recs), 25)]
+    resent = [list(b) for b in rnd.sample(batches, k=len(batches) // 8)]  # SDK retries
+    out = batches + resent
+    return out
+
+
+def send_concurrently(urls: list[str], key: str, batches: list[list[dict]]) -> list[dict]:
+    def send(i_b):
+        i, b = i_b
+        r = post_batch(urls[i % len(urls)], key, b)
+        assert r.status_code == 200, r.text
+        return r.json()
+
+    with concurrent.futures.ThreadPoolExecutor(6) as pool:
+        return list(pool.map(send, enumerate(batches)))
+
+
+def stored_state(database, app_id: int):
+    installs = {r["record_id"]: dict(r) for r in database.fetch(
+        "SELECT record_id, status, touch, match, touch_id, network, campaign, ctit_s, rejected "
+        "FROM unmo.installs WHERE app_id = $1", app_id)}
+    events = {r["record_id"]: (r["outcome"], r["network"], r["campaign"]) for r in database.fetch(
+        "SELECT record_id, outcome, network, campaign FROM unmo.records WHERE app_id = $1 AND kind >= 3", app_id)}
+    return installs, events
+
+
+def replay_in_commit_order(database, app_id: int) -> list[list[dict]]:
+    """The stored records of an app as the batches the database ordered them in."""
+    rows = database.fetch("SELECT * FROM unmo.records WHERE app_id = $1 ORDER BY seq, ord", app_id)
+    groups: dict[int, list[dict]] = {}
+    for r in rows:
+        rec = {"type": ["", "click", "impression", "install", "open", "event"][r["kind"]], "id": r["record_id"],
+               "ts": int(r["ts"].timestamp() * 1000), "device": {}}
+        for f in ("idfa", "gaid", "oaid", "idfv", "android_id", "os", "os_version", "model", "ua"):
+            if r[f] is not None:
+                rec["device"][f] = r[f]
+        if r["ip"] is not None:
+            rec["device"]["ip"] = str(r["ip"])
+        if r["kind"] <= 2:
+            rec["campaign"] = {f: r[f] for f in ("network", "campaign", "adset", "ad", "site") if r[f] is not None}
+        if r["kind"] == 5:
+            rec.update(name=r["name"], revenue=r["revenue"], currency=r["currency"])
+        groups.setdefault(r["seq"], []).append(rec)
+    return [groups[s] for s in sorted(groups)]
+
+
+@pytest.mark.parametrize("topology", ["two servers", "one server with --workers 2"])
+def test_interleaved_batches_through_two_processes_decide_as_one(database, topology):
+    app, single = database.create_app(), database.create_app()
+    batches = traffic(seed=7 if topology == "two servers" else 11)
+    if topology == "two servers":
+        servers = [ServerProcess(database.url).start(), ServerProcess(database.url).start()]
+    else:
+        servers = [ServerProcess(database.url, workers=2).start()]
+    try:
+        answers = send_concurrently([s.url for s in servers], app["sdk_key"], batches)
+        # both processes really took part, and caught up with each other's commits
+        catch_up = sum(float(line.split()[-1]) for s in servers
+                       for line in httpx.get(s.url + "/metrics").text.splitlines()
+                       if line.startswith("unmo_catch_up_records_total"))
+        assert catch_up > 0
+    finally:
+        for s in servers:
+            s.stop()
+    installs, events = stored_state(database, app["app_id"])
+    sent_ids = {r["id"] for b in batches for r in b}
+    stored_ids = {r["record_id"] for r in database.fetch(
+        "SELECT record_id FROM unmo.records WHERE app_id = $1", app["app_id"])}
+    assert stored_ids == sent_ids, "every record stored, duplicates once"
+    assert database.fetchval("SELECT count(*) FROM unmo.records WHERE app_id = $1", app["app_id"]) == len(sent_ids)
+    # every answer is what was stored (duplicates answered with the original result)
+    for answer in answers:
+        for inst in answer["installs"]:
+            stored = installs[inst["id"]]
+            assert (inst["status"], inst["touch_id"], inst["network"], inst["campaign"]) == (
+                stored["status"], stored["touch_id"], stored["network"], stored["campaign"])
+    # one process deciding the same commits in the same order reaches the same results
+    with ServerProcess(database.url) as one:
+        for group in replay_in_commit_order(database, app["app_id"]):
+            r = post_batch(one.url, single["sdk_key"], group)
+            assert r.status_code == 200 and r.json()["duplicates"] == 0
+    installs_1, events_1 = stored_state(database, single["app_id"])
+    assert installs_1 == installs
+    assert events_1 == events
+    statuses = {v["status"] for v in installs.values()}
+    assert {"attributed", "organic", "reinstall"} <= statuses, statuses
+    assert any(v["rejected"] != "[]" for v in installs.values()), "some click under the minimum CTIT"
