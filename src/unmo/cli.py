@@ -25,6 +25,7 @@ from unmo.errors import NotFoundError, UnmoError, ValidationError
 # Modules with a register(subparsers) function adding their commands.
 COMMAND_MODULES = [
     "unmo.cli",
+    "unmo.load.cli",
 ]
 
 
