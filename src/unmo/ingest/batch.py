@@ -97,7 +97,8 @@ def referrer_click_id(referrer: str | None) -> str | None:
     """The ``click_id`` of a Google Play install referrer, once or twice URL-encoded."""
     if not referrer:
         return None
-    for text in (referrer, unquote(referrer)):
+    once = unquote(referrer)
+    for text in (referrer, once, unquote(once)):  # as sent, decoded once (encoded once), twice
         for key, value in parse_qsl(text, keep_blank_values=False):
             if key == "click_id" and value:
                 return value
