@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -54,6 +54,10 @@ class Decisions:
     outcome: np.ndarray    # int16 Outcome
     campaign: list[Campaign | None]   # touches: own; installs/opens/events: attributed source
     results: dict[int, dict[str, Any]]  # install row -> result (without index/id)
+    # The native columns behind ``campaign`` and ``results``, for the report rollups (unmo.reports.rollup):
+    camp: np.ndarray | None = None     # int32 refs into AppKernel.campaigns, -1: none
+    inst: np.ndarray | None = None     # int64 primary install slot (installs; opens/events: the one inherited)
+    rejected: list[tuple[int, int, int]] = field(default_factory=list)  # (install row, touch campaign ref, reason)
 
 
 class AppKernel:
@@ -138,7 +142,8 @@ class AppKernel:
         for row in np.flatnonzero((kinds == Kind.INSTALL) & (dup == 0)).tolist():
             results[row] = self.result(int(inst[row]), int(outcome[row]), rejections.get(row, []))
         campaigns = [self.campaigns[c] if c >= 0 else None for c in camp.tolist()]
-        return Decisions(dup, outcome, campaigns, results)
+        return Decisions(dup, outcome, campaigns, results, camp, inst,
+                         [(row, c, reason) for row, _id, _ts, _kind, c, reason in rejected])
 
     def result(self, slot: int, status: int, rejected: list[dict[str, str]]) -> dict[str, Any]:
         """The spec's install result for a primary install slot, under the row's own status."""
