@@ -8,8 +8,9 @@ from typing import Any
 
 import numpy as np
 
-from unmo.ingest.batch import Batch, device_hash, id_hashes, normalize_device_id, to_signed
-from unmo.model import CAMPAIGN_FIELDS, DEVICE_ID_FIELDS
+from unmo.hashing import hash_strings
+from unmo.ingest.batch import DEVICE_SEEDS, ID_SEED_1, ID_SEED_2, Batch, to_signed
+from unmo.model import CAMPAIGN_FIELDS, DEVICE_ID_FIELDS, ZERO_ID
 from unmo.pgcopy import ColType, encode
 
 INT2, INT4, INT8, FLOAT8 = ColType.INT2, ColType.INT4, ColType.INT8, ColType.FLOAT8
@@ -47,6 +48,7 @@ REPLAY_COLUMNS = (
 )
 
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+_MS = dt.timedelta(milliseconds=1)
 
 
 def encode_records(
@@ -109,50 +111,38 @@ def to_ms(value: dt.datetime) -> int:
 
 
 def batch_from_rows(rows: list[Any]) -> tuple[Batch, np.ndarray, np.ndarray]:
-    """A Batch of stored records (REPLAY_COLUMNS), their received ms and stored outcomes."""
+    """A Batch of stored records (REPLAY_COLUMNS), their received ms and stored outcomes.
+
+    Column by column, hashing in the native core: this is what a server runs at start
+    over every record of the windows (docs/architecture.md, "Warm-up").
+    """
     b = Batch()
-    received = np.empty(len(rows), dtype=np.int64)
-    stored = np.empty(len(rows), dtype=np.int16)
-    for i, r in enumerate(rows):
-        rid = r["record_id"]
-        h1, h2 = id_hashes(rid)
-        hashes = [0, 0, 0, 0, 0]
-        for j, f in enumerate(DEVICE_ID_FIELDS):
-            v = normalize_device_id(r[f])
-            b.ids[f].append(v)
-            if v is not None:
-                hashes[j] = device_hash(f, v)
-        b.dev.append((hashes[0], hashes[1], hashes[2], hashes[3], hashes[4]))
-        b.kind.append(r["kind"])
-        b.ts.append(to_ms(r["ts"]))
-        b.record_id.append(rid)
-        b.id_h1.append(h1)
-        b.id_h2.append(h2)
-        b.fp.append((r["fp"] or 0) & 0xFFFFFFFFFFFFFFFF)
-        b.ref_h1.append(0)
-        b.ref_h2.append(0)
-        for f in CAMPAIGN_FIELDS:
-            b.campaign[f].append(r[f])
-        received[i] = to_ms(r["received_at"])
-        stored[i] = r["outcome"]
-    b.n = len(rows)
+    n = len(rows)
+    b.n = n
+    rids = [r["record_id"] for r in rows]
+    b.record_id = rids
+    b.id_h1 = hash_strings(rids, ID_SEED_1).tolist()
+    b.id_h2 = hash_strings(rids, ID_SEED_2).tolist()
+    dev_cols = []
+    for f in DEVICE_ID_FIELDS:
+        # stored ids are normalised already (lower case, trimmed); the all-zero id is kept as sent
+        col = [v if v != ZERO_ID else None for v in (r[f] for r in rows)]
+        b.ids[f] = col
+        dev_cols.append(hash_strings(col, DEVICE_SEEDS[f]).tolist())
+    b.dev = list(zip(*dev_cols, strict=True)) if n else []
+    b.kind = [r["kind"] for r in rows]
+    b.ts = [(r["ts"] - EPOCH) // _MS for r in rows]
+    b.fp = [(fp or 0) & 0xFFFFFFFFFFFFFFFF for fp in (r["fp"] for r in rows)]
+    b.ref_h1 = [0] * n
+    b.ref_h2 = [0] * n
+    for f in CAMPAIGN_FIELDS:
+        b.campaign[f] = [r[f] for r in rows]
+    received = np.fromiter(((r["received_at"] - EPOCH) // _MS for r in rows), dtype=np.int64, count=n)
+    stored = np.fromiter((r["outcome"] for r in rows), dtype=np.int16, count=n)
     # columns the replay does not read
-    empty: list[Any] = [None] * b.n
-    b.index = list(range(b.n))
+    b.index = list(range(n))
     b.device_key = [to_signed(h[0] or 1) for h in b.dev]
-    for name in (
-        "ip",
-        "ip_packed",
-        "ua",
-        "platform",
-        "os",
-        "os_version",
-        "model",
-        "referrer",
-        "name",
-        "revenue",
-        "currency",
-        "properties",
-    ):
-        setattr(b, name, list(empty))
+    for name in ("ip", "ip_packed", "ua", "platform", "os", "os_version", "model", "referrer", "name",
+                 "revenue", "currency", "properties"):
+        setattr(b, name, [None] * n)
     return b, received, stored
