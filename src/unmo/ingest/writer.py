@@ -40,6 +40,7 @@ from unmo.ingest.batch import Batch
 from unmo.ingest.rows import RECORD_COLUMNS, REPLAY_COLUMNS, batch_from_rows, encode_records
 from unmo.kernel import GRACE_MS, AppKernel, Decisions, signed_hashes, to_ms
 from unmo.model import CAMPAIGN_FIELDS, Kind
+from unmo.reports import rollup as report_rollup
 
 log = logging.getLogger("unmo.writer")
 KIND_NAMES = {int(k): k.name.lower() for k in Kind}
@@ -332,6 +333,8 @@ class Writer:
         if unknown:
             await self._load_installs(conn, state, app_id, unknown)
         d = state.decide(batch, received)
+        # reports (shared edit): rollups of the new records, in this transaction (docs/reports.md)
+        await report_rollup.apply(conn, app_id, state, batch, d)
         keep = d.dup == 0
         order = np.argsort(np.asarray(batch.ts, dtype=np.int64), kind="stable")
         ord_ = np.empty(batch.n, dtype=np.int32)
