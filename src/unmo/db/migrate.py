@@ -18,7 +18,7 @@ import asyncpg
 _NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
 _LOCK_KEY = 0x756E6D6F  # 'unmo'
 
-COMPONENTS = {"core": "unmo.migrations"}
+COMPONENTS = {"core": "unmo.migrations", "tracker": "unmo.tracker.migrations"}
 
 
 class Migration(NamedTuple):
