@@ -1,9 +1,18 @@
 # PostgreSQL binary COPY encoding straight from batch columns: numeric columns are
-# numpy arrays read in place, text columns lists of str (their cached UTF-8 is
-# copied, no per-row Python objects are created).  Format:
+# numpy arrays read in place through raw pointers, text columns are lists whose
+# str items' cached UTF-8 is copied; no Python object is made per row.  Format:
 # https://www.postgresql.org/docs/current/sql-copy.html (Binary Format).
 
 cdef bytes COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + b"\x00\x00\x00\x00" + b"\x00\x00\x00\x00"
+
+cdef extern from "Python.h":
+    PyObject *_list_item "PyList_GET_ITEM" (PyObject *lst, Py_ssize_t i)
+
+ctypedef struct CopyCol:
+    int code
+    const char *data          # numeric columns: contiguous values
+    const uint8_t *nulls      # numeric columns: 1 = NULL, or NULL for none
+    PyObject *items           # text, jsonb, inet: the list
 
 
 cdef inline int _reserve(unmo_wbuf *b, size_t extra) except -1:
@@ -21,9 +30,11 @@ cdef int _put_text(unmo_wbuf *b, object v, bint jsonb) except -1:
         return 0
     if isinstance(v, str):
         p = PyUnicode_AsUTF8AndSize(v, &n)
-    else:
+    elif isinstance(v, bytes):
         p = PyBytes_AsString(v)
         n = PyBytes_GET_SIZE(v)
+    else:
+        raise TypeError(f"text column: expected str, bytes or None, got {type(v).__name__}")
     _reserve(b, <size_t>n + 5)
     if jsonb:
         # jsonb's binary form is a version byte (1) followed by the JSON text.
@@ -43,6 +54,8 @@ cdef int _put_inet(unmo_wbuf *b, object v) except -1:
         _reserve(b, 4)
         unmo_put_be32(b, -1)
         return 0
+    if not isinstance(v, bytes):
+        raise TypeError(f"inet column: expected packed bytes or None, got {type(v).__name__}")
     n = PyBytes_GET_SIZE(v)
     if n != 4 and n != 16:
         raise ValueError(f"inet column: expected 4 or 16 packed bytes, got {n}")
@@ -53,91 +66,121 @@ cdef int _put_inet(unmo_wbuf *b, object v) except -1:
     return 0
 
 
-def encode_copy(Py_ssize_t n, list columns):
-    """Encode n rows as one binary COPY stream (header, rows, trailer).
+cdef object _numeric_dtype(int code):
+    if code == COL_INT2:
+        return np.int16
+    if code == COL_INT4:
+        return np.int32
+    if code == COL_INT8 or code == COL_TIMESTAMPTZ_MS:
+        return np.int64
+    if code == COL_FLOAT8:
+        return np.float64
+    if code == COL_BOOL:
+        return np.uint8
+    return None
 
-    ``columns`` holds one ``(code, values, nulls)`` per table column, in the
-    COPY column order: numeric codes take a contiguous numpy array of the
-    matching dtype (int16, int32, int64, float64, uint8 for bool; int64
+
+def encode_copy(Py_ssize_t n, list columns, rows=None):
+    """Encode rows as one binary COPY stream (header, rows, trailer).
+
+    ``columns`` holds one ``(code, values, nulls)`` per table column, in the COPY
+    column order, each ``n`` long.  Numeric codes take an array-like of the
+    matching type (int16, int32, int64, float64, uint8 for bool; int64
     milliseconds since the Unix epoch for timestamptz) and ``nulls`` as None or
-    a uint8 array (1 = NULL); text, jsonb and inet take a list of str, bytes
-    or None (inet: packed 4- or 16-byte addresses).
+    a uint8 array (1 = NULL); text, jsonb and inet take a list of str, bytes or
+    None (inet: packed 4- or 16-byte addresses).  ``rows`` (int64 indices, in
+    output order) selects the rows to write; by default all ``n``.
     """
+    cdef Py_ssize_t ncols = len(columns), c, i, k, nout
+    cdef CopyCol *cols = NULL
     cdef unmo_wbuf b
-    cdef Py_ssize_t i, c, ncols = len(columns)
-    cdef int code
-    cdef int16_t[::1] v16
-    cdef int32_t[::1] v32
-    cdef int64_t[::1] v64
-    cdef double[::1] vf
-    cdef uint8_t[::1] vb
-    cdef uint8_t[::1] nul
-    cdef list lst
-    cdef int *codes = NULL
+    cdef const int64_t *sel = NULL
+    cdef const char *d
+    cdef object item
+    cdef list keep = []
     if ncols == 0 or ncols > 1600:
         raise ValueError(f"encode_copy: expected 1..1600 columns, got {ncols}")
+    if rows is not None:
+        rows_arr = np.ascontiguousarray(rows, dtype=np.int64)
+        nout = rows_arr.shape[0]
+        if nout and (rows_arr.min() < 0 or rows_arr.max() >= n):
+            raise IndexError("encode_copy: a row index is out of range")
+        keep.append(rows_arr)
+        sel = <const int64_t *>cnp.PyArray_DATA(rows_arr)
+    else:
+        nout = n
     b.data = NULL
     b.len = 0
     b.cap = 0
+    cols = <CopyCol *>calloc(ncols, sizeof(CopyCol))
+    if cols == NULL:
+        raise MemoryError("encode_copy")
     try:
-        _reserve(&b, <size_t>(19 + n * (2 + ncols * 12) + 2))
-        unmo_put_bytes(&b, COPY_HEADER, 19)
-        cols = []
         for c in range(ncols):
             code, values, nulls = columns[c]
-            cols.append((code, values, nulls))
-            if code < COL_TEXT or code == COL_BOOL:
-                if len(values) != n or (nulls is not None and len(nulls) != n):
-                    raise ValueError(f"encode_copy: column {c} has {len(values)} rows, expected {n}")
-            elif len(values) != n:
-                raise ValueError(f"encode_copy: column {c} has {len(values)} rows, expected {n}")
-        for i in range(n):
-            _reserve(&b, 2)
+            cols[c].code = code
+            dtype = _numeric_dtype(code)
+            if dtype is not None:
+                arr = np.ascontiguousarray(values, dtype=dtype)
+                if arr.ndim != 1 or arr.shape[0] != n:
+                    raise ValueError(f"encode_copy: column {c} has {arr.shape[0]} rows, expected {n}")
+                keep.append(arr)
+                cols[c].data = <const char *>cnp.PyArray_DATA(arr)
+                if nulls is not None:
+                    narr = np.ascontiguousarray(nulls, dtype=np.uint8)
+                    if narr.shape[0] != n:
+                        raise ValueError(f"encode_copy: column {c} nulls have {narr.shape[0]} rows, expected {n}")
+                    keep.append(narr)
+                    cols[c].nulls = <const uint8_t *>cnp.PyArray_DATA(narr)
+            elif code == COL_TEXT or code == COL_JSONB or code == COL_INET:
+                if not isinstance(values, list) or len(values) != n:
+                    raise ValueError(f"encode_copy: column {c} must be a list of {n} values")
+                keep.append(values)
+                cols[c].items = <PyObject *>values
+            else:
+                raise ValueError(f"encode_copy: unknown column code {code}")
+
+        _reserve(&b, <size_t>(19 + nout * (2 + ncols * 12) + 2))
+        unmo_put_bytes(&b, COPY_HEADER, 19)
+        for k in range(nout):
+            i = sel[k] if sel != NULL else k
+            _reserve(&b, 2 + <size_t>ncols * 12)
             unmo_put_be16(&b, <int16_t>ncols)
             for c in range(ncols):
-                code, values, nulls = <tuple>cols[c]
-                if code >= COL_TEXT and code != COL_BOOL:
-                    lst = <list>values
-                    if code == COL_INET:
-                        _put_inet(&b, lst[i])
+                if cols[c].items != NULL:
+                    item = <object>_list_item(cols[c].items, i)
+                    if cols[c].code == COL_INET:
+                        _put_inet(&b, item)
                     else:
-                        _put_text(&b, lst[i], code == COL_JSONB)
+                        _put_text(&b, item, cols[c].code == COL_JSONB)
                     continue
-                if nulls is not None:
-                    nul = nulls
-                    if nul[i]:
-                        _reserve(&b, 4)
-                        unmo_put_be32(&b, -1)
-                        continue
+                if cols[c].nulls != NULL and cols[c].nulls[i]:
+                    _reserve(&b, 4)
+                    unmo_put_be32(&b, -1)
+                    continue
                 _reserve(&b, 12)
-                if code == COL_INT2:
-                    v16 = values
+                d = cols[c].data
+                if cols[c].code == COL_INT8:
+                    unmo_put_be32(&b, 8)
+                    unmo_put_be64(&b, (<const int64_t *>d)[i])
+                elif cols[c].code == COL_TIMESTAMPTZ_MS:
+                    unmo_put_be32(&b, 8)
+                    unmo_put_be64(&b, ((<const int64_t *>d)[i] - PG_EPOCH_MS) * 1000)
+                elif cols[c].code == COL_INT2:
                     unmo_put_be32(&b, 2)
-                    unmo_put_be16(&b, v16[i])
-                elif code == COL_INT4:
-                    v32 = values
+                    unmo_put_be16(&b, (<const int16_t *>d)[i])
+                elif cols[c].code == COL_INT4:
                     unmo_put_be32(&b, 4)
-                    unmo_put_be32(&b, v32[i])
-                elif code == COL_INT8:
-                    v64 = values
+                    unmo_put_be32(&b, (<const int32_t *>d)[i])
+                elif cols[c].code == COL_FLOAT8:
                     unmo_put_be32(&b, 8)
-                    unmo_put_be64(&b, v64[i])
-                elif code == COL_TIMESTAMPTZ_MS:
-                    v64 = values
-                    unmo_put_be32(&b, 8)
-                    unmo_put_be64(&b, (v64[i] - PG_EPOCH_MS) * 1000)
-                elif code == COL_FLOAT8:
-                    vf = values
-                    unmo_put_be32(&b, 8)
-                    unmo_put_f64(&b, vf[i])
-                elif code == COL_BOOL:
-                    vb = values
+                    unmo_put_f64(&b, (<const double *>d)[i])
+                else:  # COL_BOOL
                     unmo_put_be32(&b, 1)
-                    unmo_put_bytes(&b, b"\x01" if vb[i] else b"\x00", 1)
-                else:
-                    raise ValueError(f"encode_copy: unknown column code {code}")
+                    unmo_put_bytes(&b, b"\x01" if (<const uint8_t *>d)[i] else b"\x00", 1)
         _reserve(&b, 2)
         unmo_put_be16(&b, -1)
         return PyBytes_FromStringAndSize(b.data, <Py_ssize_t>b.len)
     finally:
         free(b.data)
+        free(cols)

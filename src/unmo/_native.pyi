@@ -8,7 +8,7 @@ from typing_extensions import disjoint_base
 
 def xxh64(data: bytes | bytearray | memoryview | str, seed: int = 0) -> int: ...
 def hash_strings(values: list[str | None], seed: int = 0) -> npt.NDArray[np.uint64]: ...
-def encode_copy(n: int, columns: list[tuple[int, Any, Any]]) -> bytes: ...
+def encode_copy(n: int, columns: list[tuple[int, Any, Any]], rows: Any = None) -> bytes: ...
 
 @disjoint_base
 class Kernel:
@@ -19,6 +19,7 @@ class Kernel:
     min_ctit: int
     dedup_window: int
     grace: int
+    rebuild_min: int
     def __init__(
         self,
         click_window: int,

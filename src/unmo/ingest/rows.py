@@ -62,48 +62,45 @@ def encode_records(
     outcome: np.ndarray,
     campaign: Sequence[tuple[str | None, ...] | None],
 ) -> tuple[bytes, int]:
-    """Binary COPY stream of the rows of ``b`` where ``keep`` (the non-duplicates)."""
+    """Binary COPY stream of the rows of ``b`` where ``keep`` (the non-duplicates).
+
+    The columns go to the native encoder whole; it reads the kept rows in place.
+    """
     rows = np.flatnonzero(keep)
-    n = int(rows.size)
-    sel = rows.tolist()
-
-    def pick(values: list[Any]) -> list[Any]:
-        return [values[i] for i in sel]
-
-    def nums(values: Any, dtype: Any) -> np.ndarray:
-        return np.ascontiguousarray(np.asarray(values)[rows], dtype=dtype)
-
-    revenue = [b.revenue[i] for i in sel]
-    rev_null = np.fromiter((v is None for v in revenue), dtype=np.uint8, count=n)
-    rev = np.fromiter((v or 0.0 for v in revenue), dtype=np.float64, count=n)
-    fp = nums(np.asarray(b.fp, dtype=np.uint64).view(np.int64), np.int64)
-    camp_cols = [[(c[j] if (c := campaign[i]) is not None else None) for i in sel] for j in range(5)]
+    n = b.n
+    rev_null = np.fromiter((v is None for v in b.revenue), dtype=np.uint8, count=n)
+    rev = np.fromiter((v or 0.0 for v in b.revenue), dtype=np.float64, count=n)
+    fp = np.asarray(b.fp, dtype=np.uint64).view(np.int64)
+    camp_cols: list[list[str | None]] = [[], [], [], [], []]
+    for c in campaign:
+        for j in range(5):
+            camp_cols[j].append(c[j] if c is not None else None)
     columns: list[tuple[int, Any, Any]] = [
-        (INT8, nums(b.device_key, np.int64), None),
+        (INT8, b.device_key, None),
         (INT8, np.full(n, app_id, dtype=np.int64), None),
-        (TSTZ_MS, nums(received, np.int64), None),
+        (TSTZ_MS, received, None),
         (INT8, np.full(n, seq, dtype=np.int64), None),
-        (INT4, nums(ord_, np.int32), None),
-        (INT2, nums(b.kind, np.int16), None),
-        (TEXT, pick(b.record_id), None),
-        (TSTZ_MS, nums(b.ts, np.int64), None),
-        *[(TEXT, pick(b.ids[f]), None) for f in DEVICE_ID_FIELDS],
-        (INET, pick(b.ip_packed), None),
-        (TEXT, pick(b.ua), None),
-        (TEXT, pick(b.platform), None),
-        (TEXT, pick(b.os), None),
-        (TEXT, pick(b.os_version), None),
-        (TEXT, pick(b.model), None),
+        (INT4, ord_, None),
+        (INT2, b.kind, None),
+        (TEXT, b.record_id, None),
+        (TSTZ_MS, b.ts, None),
+        *[(TEXT, b.ids[f], None) for f in DEVICE_ID_FIELDS],
+        (INET, b.ip_packed, None),
+        (TEXT, b.ua, None),
+        (TEXT, b.platform, None),
+        (TEXT, b.os, None),
+        (TEXT, b.os_version, None),
+        (TEXT, b.model, None),
         *[(TEXT, col, None) for col in camp_cols],
-        (TEXT, pick(b.referrer), None),
-        (TEXT, pick(b.name), None),
+        (TEXT, b.referrer, None),
+        (TEXT, b.name, None),
         (FLOAT8, rev, rev_null),
-        (TEXT, pick(b.currency), None),
-        (JSONB, pick(b.properties), None),
+        (TEXT, b.currency, None),
+        (JSONB, b.properties, None),
         (INT8, fp, (fp == 0).astype(np.uint8)),
-        (INT2, nums(outcome, np.int16), None),
+        (INT2, outcome, None),
     ]
-    return encode(n, columns), n
+    return encode(n, columns, rows), int(rows.size)
 
 
 def to_ms(value: dt.datetime) -> int:
