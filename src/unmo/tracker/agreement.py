@@ -57,7 +57,7 @@ class Upload:
 
 def mask(device: str) -> str:
     """First and last four characters: enough for the customer to find the row, not to re-identify."""
-    return device if len(device) <= 8 else f"{device[:4]}...{device[-4:]}"
+    return f"{device[:4]}...{device[-4:]}" if len(device) > 12 else f"{device[:2]}..."
 
 
 def _clean(value: str | None) -> str | None:
