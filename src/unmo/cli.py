@@ -26,6 +26,7 @@ from unmo.errors import NotFoundError, UnmoError, ValidationError
 COMMAND_MODULES = [
     "unmo.cli",
     "unmo.load.cli",
+    "unmo.reports.cli",
     "unmo.tracker.cli",
 ]
 

@@ -172,11 +172,11 @@ async def apply(conn: asyncpg.Connection, app_id: int, state: AppKernel, batch: 
         value = batch.revenue[row]
         if value is None:
             continue
-        code = codes.get(batch.currency[row] or "USD")
-        if code is None:
-            code = codes[batch.currency[row] or "USD"] = len(currencies)
-            currencies.append(batch.currency[row] or "USD")
-        cur[row] = code
+        currency = batch.currency[row] or "USD"
+        if currency not in codes:
+            codes[currency] = len(currencies)
+            currencies.append(currency)
+        cur[row] = codes[currency]
         revenue_rows.append((row, micros(value)))
 
     # -- per day: every kept record, plus one contribution per CTIT-rejected touch

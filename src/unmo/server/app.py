@@ -26,6 +26,7 @@ from unmo.ingest.body import BodyError, LimitError, inflate
 from unmo.ingest.stats import StatsRecorder
 from unmo.ingest.writer import RESULT_COLUMNS, Writer, stored_result
 from unmo.kernel import signed_hashes
+from unmo.reports.http import cohort_report, daily_report
 from unmo.server.auth import SDK, SECRET, AuthError, KeyCache
 from unmo.server.metrics import Metrics
 from unmo.server.openapi import openapi_document
@@ -347,6 +348,8 @@ def create_app(settings: ServerSettings, database_url: str) -> Starlette:
         Route("/v1/batch", post_batch, methods=["POST"]),
         Route("/v1/installs/{id:path}", get_install, methods=["GET"]),
         Route("/v1/attribution", get_attribution, methods=["GET"]),
+        Route("/v1/reports/daily", daily_report, methods=["GET"]),  # reports (docs/reports.md)
+        Route("/v1/reports/cohorts", cohort_report, methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),

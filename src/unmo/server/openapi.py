@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from unmo import __version__
+from unmo.reports.openapi import report_paths
 
 _ERROR = {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}}
 _STR = {"type": ["string", "null"]}
@@ -249,6 +250,7 @@ def openapi_document() -> dict[str, Any]:
                     },
                 }
             },
+            **report_paths(),  # GET /v1/reports/daily and /v1/reports/cohorts (docs/reports.md)
             "/healthz": {
                 "get": {"summary": "The process is alive", "responses": {"200": {"description": "alive"}}}
             },
