@@ -1,0 +1,151 @@
+"""The figures block of docs/performance.md, from bench/perf_report.py's JSON."""
+
+from __future__ import annotations
+
+from typing import Any
+
+GOAL_EPS = 1_000_000
+GOAL_P95 = 85.0
+
+
+def _n(v: float | None) -> str:
+    return "-" if v is None else f"{v:,.0f}"
+
+
+def _ms(v: float | None) -> str:
+    return "-" if v is None else f"{v:,.1f}"
+
+
+def _x(v: float | None) -> str:
+    return "-" if v is None else f"{v:.2f}"
+
+
+def render(out: dict[str, Any], command: str) -> str:
+    ceil = max(out["ceiling_start"]["events_per_s"], out.get("ceiling_end", out["ceiling_start"])["events_per_s"])
+    L: list[str] = []
+    add = L.append
+    add(f"Measured {out['when']} at commit `{out['commit']}` on {out['machine']} (load average "
+        f"{out['load_avg_start']:.1f} at the start, {out['load_avg_end']:.1f} at the end; other developers were "
+        f"using the same 2 cores), {out['seconds_per_run']:g} s per load run, {out['total_s']} s in all, by")
+    add("")
+    add(f"    {command}")
+    add("")
+    add("Every load run below was verified: the database held exactly the acknowledged records, once each.")
+    add("")
+    # -- goals
+    best_1000 = max([v["events_per_s"] for v in out.get("concurrency", {}).values()]
+                    + [v["events_per_s"] for k, v in out.get("grid", {}).items() if k.endswith("x1000")] or [0])
+    pool = out.get("pool", {})
+    default = next(iter(pool.values()), None)
+    best_pool = max(pool.items(), key=lambda kv: kv[1]["capacity_events_per_s"]) if pool else None
+    pool_ratio = (best_pool[1]["capacity_events_per_s"] / default["capacity_events_per_s"]
+                  if best_pool and default and default["capacity_events_per_s"] else None)
+    p95_80 = best_pool[1]["p95_at_80pct_of_peak_ms"] if best_pool else None
+    base = out.get("baseline", {})
+    dec = out["decode"]
+    add("### Goals")
+    add("")
+    add("| goal | measured | met |")
+    add("| --- | --- | --- |")
+    add(f"| end to end >= 1,000,000 events/s, 1000-record batches | {_n(best_1000)} events/s "
+        f"({best_1000 / GOAL_EPS:.1%} of the goal) | {'yes' if best_1000 >= GOAL_EPS else 'no'} |")
+    add(f"| P95 < 85 ms at 80 % of that rate | {_ms(p95_80)} ms at 80 % of the best setup's peak | "
+        f"{'yes' if p95_80 is not None and p95_80 < GOAL_P95 else 'no'} |")
+    add(f"| >= 0.7 of the raw COPY ceiling | {best_1000 / ceil:.3f} of {_n(ceil)} rows/s | "
+        f"{'yes' if best_1000 / ceil >= 0.7 else 'no'} |")
+    if base:
+        add(f"| >= 3x the hand-written baseline | {_x(base['ratio'])}x ({_n(base['unmo_1_worker']['events_per_s'])} vs "
+            f"{_n(base['handwritten_1_worker']['events_per_s'])} events/s, 1 worker each, 8 connections) | "
+            f"{'yes' if base['ratio'] >= 3 else 'no'} |")
+    add(f"| decode >= 3x stdlib json | msgspec decode {_x(dec['unmo_vs_stdlib'])}x; whole batch-to-columns "
+        f"(`decode_body`) {_x(dec['decode_body_vs_stdlib'])}x | "
+        f"{'yes' if dec['unmo_vs_stdlib'] >= 3 else 'no'} / {'yes' if dec['decode_body_vs_stdlib'] >= 3 else 'no'} |")
+    if pool_ratio is not None and best_pool is not None:
+        add(f"| pool tuning >= +33 % capacity | {pool_ratio - 1:+.0%} ({best_pool[0]}: "
+            f"{_n(best_pool[1]['capacity_events_per_s'])} vs default {_n(default['capacity_events_per_s'])} "
+            f"events/s) | {'yes' if pool_ratio >= 1.33 else 'no'} |")
+    add("")
+    # -- ceiling
+    add("### The limit: raw binary COPY (`unmo load --copy-ceiling`)")
+    add("")
+    add("| when | rows per COPY | connections | rows/s | P95 per COPY, ms |")
+    add("| --- | --- | --- | --- | --- |")
+    for key, label in (("ceiling_start", "start"), ("ceiling_1000_rows", "start"), ("ceiling_end", "end")):
+        c = out.get(key)
+        if c:
+            add(f"| {label} | {c['rows']:,} | {c['connections']} | {_n(c['events_per_s'])} | {_ms(c['p95_ms'])} |")
+    add("")
+    add(f"Ratios below divide by the higher of the two 10,000-row figures, {_n(ceil)} rows/s.")
+    add("")
+    # -- concurrency
+    if "concurrency" in out:
+        add("### `unmo serve` defaults (1 worker, pool 4), 1000-record batches, closed loop")
+        add("")
+        add("| connections | events/s | ratio to COPY ceiling | P50 ms | P95 ms | P99 ms |")
+        add("| --- | --- | --- | --- | --- | --- |")
+        for c, r in out["concurrency"].items():
+            add(f"| {c} | {_n(r['events_per_s'])} | {r['events_per_s'] / ceil:.3f} | {_ms(r['p50_ms'])} | "
+                f"{_ms(r['p95_ms'])} | {_ms(r['p99_ms'])} |")
+        add("")
+    if "grid" in out:
+        add("### events/s against workers and batch size (8 connections, closed loop)")
+        add("")
+        add("| workers \\ batch | " + " | ".join(f"{b:,}" for b in (100, 1000, 10_000)) + " |")
+        add("| --- | --- | --- | --- |")
+        for w in (1, 2):
+            cells = []
+            for b in (100, 1000, 10_000):
+                r = out["grid"].get(f"{w}x{b}")
+                cells.append("-" if r is None else f"{_n(r['events_per_s'])} ({r['events_per_s'] / ceil:.3f}; "
+                                                   f"P95 {_ms(r['p95_ms'])} ms)")
+            add(f"| {w} | " + " | ".join(cells) + " |")
+        add("")
+        add("Cells: events/s (ratio to the COPY ceiling; P95).")
+        add("")
+    if pool:
+        add("### Capacity: highest open-loop rate answered in full with P95 < 85 ms")
+        add("")
+        add("| setup | peak, closed loop 16 conn. | capacity events/s | vs default | P95 at 80 % of peak, ms |")
+        add("| --- | --- | --- | --- | --- |")
+        d = default["capacity_events_per_s"] if default else 0
+        for label, c in pool.items():
+            add(f"| {label} | {_n(c['peak_closed_loop']['events_per_s'])} | {_n(c['capacity_events_per_s'])} | "
+                f"{(c['capacity_events_per_s'] / d - 1) if d else 0:+.0%} | {_ms(c['p95_at_80pct_of_peak_ms'])} |")
+        add("")
+    drv = out.get("driver")
+    if drv:
+        add("### The driver")
+        add("")
+        add(f"One driver process spent {drv['cpu_us_per_request']:,} µs of CPU per 1000-record request "
+            f"({drv['cpu_share_of_a_core']:.0%} of a core) at {_n(drv['processes_1']['events_per_s'])} events/s; "
+            f"two driver processes reached {_n(drv['processes_2']['events_per_s'])} events/s on the same server.")
+        add("")
+    prof = out.get("profile")
+    if prof:
+        add("### Where the time goes: py-spy, the serving process under 8 connections")
+        add("")
+        add(f"{prof['samples']:,} samples at 250 Hz while serving {_n(prof['load']['events_per_s'])} events/s. "
+            "Inclusive share of samples (a function and what it calls), the ingest path's frames:")
+        add("")
+        add("| function | inclusive % |")
+        add("| --- | --- |")
+        for f, pct in prof["inclusive"]:
+            if any(k in f for k in ("unmo/", "ingest/", "server/", "kernel", "asyncpg", "connection.py",
+                                    "httptools", "json")) and pct >= 1.0:
+                add(f"| `{f}` | {pct} |")
+        add("")
+        add("Self time (where the CPU is actually spent):")
+        add("")
+        add("| function | self % |")
+        add("| --- | --- |")
+        for f, pct in prof["self"][:15]:
+            add(f"| `{f}` | {pct} |")
+        add("")
+    add("### Decode, 1000 records (ms per body, best of 7)")
+    add("")
+    m = dec["ms_per_1000"]
+    add("| stdlib json + hand validation | msgspec per record (unmo) | msgspec whole body "
+        "| `decode_body` (to columns) |")
+    add("| --- | --- | --- | --- |")
+    add(f"| {m['stdlib']} | {m['unmo']} | {m['whole']} | {m['decode_body']} |")
+    return "\n".join(L)
