@@ -146,13 +146,18 @@ def profile(url: str, db: str, keys: list[str], pid: int, seconds: float) -> dic
 
 
 def _frame(text: str) -> str:
-    # "decode_body (unmo/ingest/batch.py:312)" -> "decode_body (ingest/batch.py)"
+    # "decode_body (/src/unmo/ingest/batch.py:312)" -> "decode_body (unmo/ingest/batch.py)"
     m = re.match(r"(.*?) \((.*?)(?::\d+)?\)$", text)
     if not m:
         return text
     path = m.group(2)
-    short = "/".join(path.split("/")[-2:]) if "/unmo/" in path else path.split("/")[-1]
-    return f"{m.group(1)} ({short})"
+    if "site-packages/" in path:
+        path = path.split("site-packages/")[-1]
+    elif "unmo/" in path:
+        path = "unmo/" + path.split("unmo/", 1)[-1]
+    else:
+        path = path.split("/")[-1]
+    return f"{m.group(1)} ({path})"
 
 
 def decode_ratio() -> dict[str, Any]:
@@ -231,9 +236,8 @@ def main() -> int:
                 r = drive(srv.url, db, keys=keys, seconds=sec, concurrency=c)
                 out["concurrency"][c] = row(r)
                 log(f"  {c} connections: {r.events_per_s:,.0f}/s P95 {r.p95_ms}")
-            cpu0 = time.process_time()
             r = drive(srv.url, db, keys=keys, seconds=sec, concurrency=8)
-            cpu = time.process_time() - cpu0
+            cpu = r.driver_cpu_s
             out["driver"] = {"processes_1": row(r), "cpu_us_per_request": round(1e6 * cpu / max(r.requests, 1)),
                              "cpu_share_of_a_core": round(cpu / r.elapsed_s, 3)}
             r2 = drive(srv.url, db, keys=keys, seconds=sec, concurrency=8, processes=2)

@@ -82,6 +82,7 @@ class ProcessResult:
     rejected: int                      # records the server reported as bad
     started: float                     # time.monotonic(), the same clock in every process on Linux
     finished: float
+    cpu_s: float = 0.0                 # CPU the process spent sending (bodies are built before the clock)
 
 
 @dataclass
@@ -100,6 +101,7 @@ class LoadResult:
     duplicates: int = 0
     rejected: int = 0
     unanswered: int = 0
+    driver_cpu_s: float = 0.0
     verify_problem: str | None = None
     acked: dict[str, tuple[int, int]] = field(default_factory=dict, repr=False)
     refused: list[str] = field(default_factory=list, repr=False)
@@ -247,11 +249,11 @@ class _Run:
         for conn in idle:
             conn.close()
 
-    def result(self, started: float) -> ProcessResult:
+    def result(self, started: float, cpu_s: float) -> ProcessResult:
         return ProcessResult(
             latencies_ms=np.asarray(self.latencies, dtype=np.float64), statuses=self.statuses, acked=self.acked,
             refused=self.refused, unanswered=self.unanswered, duplicates=self.duplicates, rejected=self.rejected,
-            started=started, finished=max(self.last_answer, started),
+            started=started, finished=max(self.last_answer, started), cpu_s=cpu_s,
         )
 
 
@@ -267,13 +269,14 @@ async def _run_process(cfg: LoadConfig, process: int, counters: Any, templates: 
     if delay > 0:
         await asyncio.sleep(delay)
     end = start + cfg.duration_s
+    cpu0 = time.process_time()
     concurrency, rate = cfg.share(process)
     if rate is not None:
         await run.open_loop(rate, start, end)
     else:
         assert concurrency is not None
         await run.closed_loop(concurrency, end)
-    return run.result(start)
+    return run.result(start, time.process_time() - cpu0)
 
 
 def _child(cfg: LoadConfig, process: int, counters: Any, barrier: Any, out: Any) -> None:
@@ -363,7 +366,8 @@ def merge(results: list[ProcessResult]) -> LoadResult:
         requests=sum(statuses.values()), statuses=dict(sorted(statuses.items())), p50_ms=p50, p95_ms=p95,
         p99_ms=p99, acked_records=acked_records, elapsed_s=elapsed,
         duplicates=sum(r.duplicates for r in results), rejected=sum(r.rejected for r in results),
-        unanswered=len(unanswered), acked=acked, refused=refused, unanswered_keys=unanswered,
+        unanswered=len(unanswered), driver_cpu_s=sum(r.cpu_s for r in results), acked=acked, refused=refused,
+        unanswered_keys=unanswered,
     )
 
 
