@@ -6,10 +6,11 @@
 
 cimport cython
 from cpython.bytes cimport PyBytes_AsString, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
-from cpython.unicode cimport PyUnicode_AsUTF8AndSize
+from cpython.unicode cimport PyUnicode_AsUTF8AndSize, PyUnicode_DecodeUTF8
 from cpython.ref cimport PyObject
 from libc.stdint cimport int16_t, int32_t, int64_t, uint8_t, uint32_t, uint64_t
 from libc.stdlib cimport free, malloc, realloc, calloc
+from libc.string cimport memcmp
 
 import numpy as np
 cimport numpy as cnp
@@ -24,7 +25,9 @@ include "consts.pxi"
 include "hashing.pxd"
 include "copy.pxd"
 include "kernel.pxd"
+include "columns.pxd"
 
 include "hashing.pyx"
 include "copy.pyx"
 include "kernel.pyx"
+include "columns.pyx"

@@ -20,6 +20,7 @@ class Kernel:
     dedup_window: int
     grace: int
     rebuild_min: int
+    last_received: int
     def __init__(
         self,
         click_window: int,
@@ -47,6 +48,7 @@ class Kernel:
     @property
     def record_ids(self) -> int: ...
     def memory_bytes(self) -> int: ...
+    def evict(self, now: int) -> None: ...
     def install_info(self, slot: int) -> tuple[int, int, int, int, int, int, int, str | None]: ...
     def unknown_devices(self, dev: npt.NDArray[np.uint64], kind: npt.NDArray[np.uint8]) -> list[int]: ...
     def mark_absent(self, hashes: list[int]) -> None: ...
@@ -61,6 +63,7 @@ class Kernel:
         tts: int,
         ctit: int,
         touch_id: str | None,
+        order: int,
     ) -> int: ...
     def process(
         self,
@@ -78,4 +81,28 @@ class Kernel:
         received: npt.NDArray[np.int64],
         decide: bool = True,
         stored: npt.NDArray[np.int16] | None = None,
+        order_base: int = 0,
     ) -> tuple[Any, Any, Any, Any, Any, list[tuple[int, str, int, int, int, int]]]: ...
+
+ERR_TS_RANGE: int
+ERR_TS_FUTURE: int
+ERR_NETWORK: int
+ERR_NAME: int
+ERR_REVENUE: int
+ERR_CURRENCY: int
+ERR_IP: int
+ERR_PROPS_SIZE: int
+ERR_PROPS: int
+ERR_NUL: int
+
+def build_columns(
+    records: list[Any],
+    index: list[int],
+    raws: list[Any],
+    msgpack: bool,
+    skew: int,
+    min_ts: int,
+    future_limit: int,
+    max_props: int,
+    helpers: tuple[Any, Any, Any, Any],
+) -> tuple[dict[str, Any], list[tuple[int, int, Any]]]: ...

@@ -15,6 +15,7 @@ from unmo.ingest.batch import (
     referrer_click_id,
 )
 from unmo.ingest.body import BodyError, LimitError
+from unmo.ingest.fingerprint import fingerprint_hash, fingerprint_parts
 from unmo.model import Kind
 
 NOW = 1_795_000_000_000  # 2026-11-18
@@ -54,7 +55,7 @@ def test_good_records_become_columns_in_order():
     assert b.ts[1] == int(dt.datetime(2026, 11, 17, 23, 0, 0, 250000, tzinfo=dt.UTC).timestamp() * 1000)
     assert b.currency[2] == "USD"  # Segment's default currency when revenue comes without one
     assert b.dev[0][0] == device_hash("idfa", "abcd-1")
-    assert b.id_h1[0], b.id_h2[0] == id_hashes("a")
+    assert (b.id_h1[0], b.id_h2[0]) == id_hashes("a")
 
 
 def test_bad_record_is_reported_by_index_and_the_good_ones_stay():
@@ -167,6 +168,30 @@ def test_device_id_normalisation(value, expected):
 ])
 def test_referrer_click_id(referrer, expected):
     assert referrer_click_id(referrer) == expected
+
+
+def test_native_fingerprints_equal_the_python_definition():
+    ua_iphone = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_1_2 like Mac OS X) AppleWebKit/605.1.15 Mobile/15E148"
+    ua_android = "Mozilla/5.0 (Linux; Android 14; SM-S918B) AppleWebKit/537.36 Chrome/120.0 Mobile Safari/537.36"
+    d = decode([
+        click(id="t1", device={"ip": "203.0.113.9", "ua": ua_iphone}),
+        click(id="t2", device={"ip": "::ffff:203.0.113.9", "ua": ua_android}),
+        click(id="t3", device={"ua": ua_android}),
+        {"type": "install", "id": "i1", "ts": NOW, "device": {"ip": "203.0.113.9", "ua": ua_android,
+                                                             "os": " Android ", "os_version": "14", "model": "X1"}},
+        {"type": "install", "id": "i2", "ts": NOW, "device": {"ip": "2001:db8::7", "ua": ua_iphone}},
+    ])
+    expected = [
+        fingerprint_hash(fingerprint_parts("203.0.113.9", ua_iphone)),
+        fingerprint_hash(fingerprint_parts("203.0.113.9", ua_android)),
+        0,
+        fingerprint_hash(fingerprint_parts("203.0.113.9", ua_android, " Android ", "14", "X1")),
+        fingerprint_hash(fingerprint_parts("2001:db8::7", ua_iphone)),
+    ]
+    assert d.batch.fp == expected
+    assert fingerprint_parts("203.0.113.9", ua_android, " Android ", "14", "X1") == ("203.0.113.9", "android",
+                                                                                     "14.0", "x1")
+    assert fingerprint_parts("203.0.113.9", ua_iphone)[1:] == ("ios", "17.1", "iphone")
 
 
 def test_ip_canonical_forms():

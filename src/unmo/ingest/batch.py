@@ -9,7 +9,6 @@ and quote the bad value cut short (docs/api.md).
 from __future__ import annotations
 
 import datetime as dt
-import math
 import re
 import socket
 from dataclasses import dataclass, field
@@ -19,19 +18,28 @@ from urllib.parse import parse_qsl, unquote
 import msgspec
 import numpy as np
 
+from unmo._native import (
+    ERR_CURRENCY,
+    ERR_IP,
+    ERR_NAME,
+    ERR_NETWORK,
+    ERR_NUL,
+    ERR_PROPS_SIZE,
+    ERR_REVENUE,
+    ERR_TS_FUTURE,
+    ERR_TS_RANGE,
+    build_columns,
+)
 from unmo.config import Limits
 from unmo.errors import cut
 from unmo.hashing import xxh64
 from unmo.ingest.body import BodyError, LimitError
-from unmo.ingest.fingerprint import fingerprint_hash, fingerprint_parts
+from unmo.ingest.fingerprint import parse_ua
 from unmo.model import (
     CAMPAIGN_FIELDS,
     DEVICE_ID_FIELDS,
-    KIND_BY_NAME,
-    TOUCH_KINDS,
     ZERO_ID,
     Envelope,
-    Kind,
     Record,
 )
 
@@ -241,6 +249,58 @@ def _has_nul(rec: Record) -> str | None:
     return None
 
 
+def _id_of(raw: msgspec.Raw, msgpack: bool) -> str | None:
+    rid = _value_at(bytes(raw), ".id", msgpack)
+    return rid if isinstance(rid, str) else None
+
+
+def _props_from_msgpack(raw: msgspec.Raw) -> str | None:
+    """JSON text of a msgpack ``properties`` object, or None when it is not one."""
+    try:
+        value = _mp_any.decode(raw)
+        if not isinstance(value, dict):
+            return None
+        text = msgspec.json.encode(value).decode()
+    except (TypeError, ValueError, msgspec.MsgspecError):
+        return None
+    return None if "\\u0000" in text else text
+
+
+def _semantic_error(i: int, code: int, rec: Record, msgpack: bool) -> str:
+    """The message of a record the native checks refused (unmo._native.build_columns codes)."""
+    if code == ERR_NUL:
+        path = _has_nul(rec) or ""
+        value = getattr(rec, path.rsplit(".", 1)[-1], None) if path.count(".") == 1 else None
+        if value is None and path.count(".") == 2:
+            _, sub, name = path.split(".")
+            value = getattr(getattr(rec, sub), name)
+        return f"batch[{i}]{path}: NUL characters are not allowed, got {cut(value)}"
+    if code == ERR_TS_RANGE:
+        return f"batch[{i}].ts: expected RFC 3339 timestamp or epoch milliseconds, got {cut(rec.ts)}"
+    if code == ERR_TS_FUTURE:
+        return f"batch[{i}].ts: more than 24 h in the future, got {cut(rec.ts)}"
+    if code == ERR_NETWORK:
+        network = rec.campaign.network if rec.campaign is not None else None
+        return f"batch[{i}].campaign.network: required for a {rec.type}, got {cut(network)}"
+    if code == ERR_NAME:
+        return f"batch[{i}].name: required for an event, got {cut(rec.name)}"
+    if code == ERR_REVENUE:
+        return f"batch[{i}].revenue: expected a finite number, got {cut(rec.revenue)}"
+    if code == ERR_CURRENCY:
+        return f"batch[{i}].currency: expected an ISO 4217 code like USD, got {cut(rec.currency)}"
+    if code == ERR_IP:
+        ip = rec.device.ip if rec.device is not None else None
+        return f"batch[{i}].device.ip: expected an IPv4 or IPv6 address, got {cut(ip)}"
+    props = bytes(rec.properties)
+    if code == ERR_PROPS_SIZE:
+        return f"batch[{i}].properties: larger than {Limits().max_properties_bytes} bytes ({len(props)})"
+    value = _mp_any.decode(props) if msgpack else _json_any.decode(props)
+    return f"batch[{i}].properties: expected an object without NUL characters, got {cut(value)}"
+
+
+_HELPERS = (parse_ua, referrer_click_id, _has_nul, _props_from_msgpack)
+
+
 def decode_body(body: bytes, *, msgpack: bool, received_ms: int, limits: Limits) -> Decoded:
     """Decode a whole (inflated) request body.  Raises BodyError/LimitError for the request."""
     try:
@@ -260,165 +320,36 @@ def decode_body(body: bytes, *, msgpack: bool, received_ms: int, limits: Limits)
     if len(env.batch) > limits.max_records:
         raise LimitError("records", f"batch: more than {limits.max_records} records ({len(env.batch)})")
     sent_at_ms = None
-    skew = 0
     if env.sent_at is not None:
         sent_at_ms = to_ms(env.sent_at)
         if sent_at_ms < MIN_TS_MS:
             raise BodyError(
                 f"sent_at: expected RFC 3339 timestamp or epoch milliseconds, got {cut(env.sent_at)}"
             )
-        skew = received_ms - sent_at_ms
-    b = Batch()
     errors: list[dict[str, Any]] = []
     record_decoder = _mp_record if msgpack else _json_record
-    future_limit = received_ms + limits.max_future_ms
-
-    def bad(i: int, raw: bytes, message: str) -> None:
-        rid = _value_at(raw, ".id", msgpack)
-        errors.append({"index": i, "id": rid if isinstance(rid, str) else None, "error": message})
-
-    for i, raw_rec in enumerate(env.batch):
-        raw = bytes(raw_rec)
+    records: list[Record] = []
+    index: list[int] = []
+    raws: list[msgspec.Raw] = []
+    for i, raw in enumerate(env.batch):
         if len(raw) > limits.max_record_bytes:
-            errors.append(
-                {
-                    "index": i,
-                    "id": None,
-                    "error": f"batch[{i}]: record larger than {limits.max_record_bytes} bytes ({len(raw)})",
-                }
-            )
+            errors.append({"index": i, "id": _id_of(raw, msgpack),
+                           "error": f"batch[{i}]: record larger than {limits.max_record_bytes} bytes ({len(raw)})"})
             continue
         try:
-            rec = record_decoder.decode(raw)
+            records.append(record_decoder.decode(raw))
         except msgspec.ValidationError as exc:
-            bad(i, raw, _describe(i, raw, exc, msgpack))
+            errors.append({"index": i, "id": _id_of(raw, msgpack), "error": _describe(i, bytes(raw), exc, msgpack)})
             continue
-        if (msgpack or b"\\u0000" in raw) and (path := _has_nul(rec)):
-            bad(
-                i,
-                raw,
-                f"batch[{i}]{path}: NUL characters are not allowed, got {cut(_value_at(raw, path, msgpack))}",
-            )
-            continue
-        kind = KIND_BY_NAME[rec.type]
-        ts = to_ms(rec.ts)
-        if ts < MIN_TS_MS:
-            bad(
-                i, raw, f"batch[{i}].ts: expected RFC 3339 timestamp or epoch milliseconds, got {cut(rec.ts)}"
-            )
-            continue
-        ts += skew
-        if ts > future_limit:
-            bad(i, raw, f"batch[{i}].ts: more than 24 h in the future, got {cut(rec.ts)}")
-            continue
-        dev = rec.device
-        camp = rec.campaign
-        if kind in TOUCH_KINDS and (camp is None or not camp.network):
-            bad(
-                i,
-                raw,
-                f"batch[{i}].campaign.network: required for a {rec.type}, got "
-                f"{cut(camp.network if camp is not None else None)}",
-            )
-            continue
-        if kind == Kind.EVENT and not rec.name:
-            bad(i, raw, f"batch[{i}].name: required for an event, got {cut(rec.name)}")
-            continue
-        revenue = rec.revenue
-        currency = rec.currency
-        if revenue is not None:
-            if not math.isfinite(revenue):
-                bad(i, raw, f"batch[{i}].revenue: expected a finite number, got {cut(revenue)}")
-                continue
-            currency = (currency or "USD").upper()
-        if currency is not None and not _CURRENCY.match(currency.upper()):
-            bad(i, raw, f"batch[{i}].currency: expected an ISO 4217 code like USD, got {cut(rec.currency)}")
-            continue
-        ip = packed = None
-        if dev is not None and dev.ip is not None:
-            parsed = canonical_ip(dev.ip)
-            if parsed is None:
-                bad(i, raw, f"batch[{i}].device.ip: expected an IPv4 or IPv6 address, got {cut(dev.ip)}")
-                continue
-            ip, packed = parsed
-        props = None
-        praw = bytes(rec.properties)
-        if praw and praw != b"null" and praw != b"\xc0":
-            if len(praw) > limits.max_properties_bytes:
-                bad(
-                    i,
-                    raw,
-                    f"batch[{i}].properties: larger than {limits.max_properties_bytes} bytes ({len(praw)})",
-                )
-                continue
-            try:
-                value = _mp_any.decode(praw) if msgpack else None
-                if msgpack:
-                    if not isinstance(value, dict):
-                        raise TypeError
-                    props = msgspec.json.encode(value).decode()
-                else:
-                    if praw.lstrip()[:1] != b"{":
-                        raise TypeError
-                    if b"\\u0000" in praw:
-                        raise ValueError
-                    props = praw.decode()
-            except (TypeError, ValueError, msgspec.MsgspecError):
-                bad(
-                    i,
-                    raw,
-                    f"batch[{i}].properties: expected an object without NUL characters, got "
-                    f"{cut(_value_at(raw, '.properties', msgpack))}",
-                )
-                continue
-
-        # -- the record is good: append its columns
-        rid = rec.id
-        h1, h2 = id_hashes(rid)
-        hashes = [0, 0, 0, 0, 0]
-        first = 0
-        for j, fname in enumerate(DEVICE_ID_FIELDS):
-            v = normalize_device_id(getattr(dev, fname)) if dev is not None else None
-            b.ids[fname].append(v)
-            if v is not None:
-                hashes[j] = device_hash(fname, v)
-                if not first:
-                    first = hashes[j]
-        b.device_key.append(to_signed(first or (h1 ^ h2) or 1))
-        b.dev.append((hashes[0], hashes[1], hashes[2], hashes[3], hashes[4]))
-        b.n += 1
-        b.index.append(i)
-        b.kind.append(int(kind))
-        b.ts.append(ts)
-        b.record_id.append(rid)
-        b.id_h1.append(h1)
-        b.id_h2.append(h2)
-        b.ip.append(ip)
-        b.ip_packed.append(packed)
-        ua = dev.ua if dev is not None else None
-        b.ua.append(ua)
-        b.platform.append(dev.platform if dev is not None else None)
-        b.os.append(dev.os if dev is not None else None)
-        b.os_version.append(dev.os_version if dev is not None else None)
-        b.model.append(dev.model if dev is not None else None)
-        for fname in CAMPAIGN_FIELDS:
-            b.campaign[fname].append(getattr(camp, fname) if camp is not None else None)
-        b.referrer.append(rec.referrer)
-        click_id = referrer_click_id(rec.referrer) if kind == Kind.INSTALL else None
-        if click_id is not None:
-            r1, r2 = id_hashes(click_id)
-        else:
-            r1 = r2 = 0
-        b.ref_h1.append(r1)
-        b.ref_h2.append(r2)
-        b.name.append(rec.name)
-        b.revenue.append(revenue)
-        b.currency.append(currency)
-        b.properties.append(props)
-        if kind in TOUCH_KINDS:
-            b.fp.append(fingerprint_hash(fingerprint_parts(ip, ua)))
-        elif kind == Kind.INSTALL and dev is not None:
-            b.fp.append(fingerprint_hash(fingerprint_parts(ip, ua, dev.os, dev.os_version, dev.model)))
-        else:
-            b.fp.append(0)
+        index.append(i)
+        raws.append(raw)
+    columns, bad = build_columns(
+        records, index, raws, msgpack, received_ms - sent_at_ms if sent_at_ms is not None else 0, MIN_TS_MS,
+        received_ms + limits.max_future_ms, limits.max_properties_bytes, _HELPERS,
+    )
+    for i, code, rec in bad:
+        errors.append({"index": i, "id": rec.id, "error": _semantic_error(i, code, rec, msgpack)})
+    if bad:
+        errors.sort(key=lambda e: e["index"])
+    b = Batch(n=len(columns["index"]), **columns)
     return Decoded(b, errors, received_ms, sent_at_ms)
