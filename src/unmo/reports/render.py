@@ -53,8 +53,13 @@ def header(report: Report) -> list[str]:
     return cols
 
 
-def rows(report: Report) -> list[list[str]]:
-    """The CSV rows (without the header), as text."""
+def _percent(value: float | None, complete: bool = True) -> str:
+    return "" if value is None else f"{value * 100:.1f}%" + ("" if complete else "*")
+
+
+def rows(report: Report, *, human: bool = False) -> list[list[str]]:
+    """The CSV rows (without the header), as text; ``human``: retention in per cent, a day N that is not
+    over yet for every install of the day marked ``*`` (the table)."""
     p = report.params
     out = []
     for row in report.rows:
@@ -70,7 +75,9 @@ def rows(report: Report) -> list[list[str]]:
                 if day is None:
                     cells += ["", "", *[""] * len(report.currencies)]
                 else:
-                    cells += [_text(day["retained"]), _text(day["retention"]),
+                    retention = (_percent(day["retention"], day["complete"]) if human
+                                 else _text(day["retention"]))
+                    cells += [_text(day["retained"]), retention,
                               *[_text(day["revenue"].get(c, Decimal(0))) for c in report.currencies]]
         out.append(cells)
     return out
@@ -96,10 +103,13 @@ def to_table(report: Report) -> Table:
     for i, h in enumerate(heads):
         numeric = i > len(p.group_by)
         table.add_column(h, footer=footer[i], justify="right" if numeric else "left", no_wrap=True)
-    for cells in rows(report):
+    for cells in rows(report, human=True):
         table.add_row(*cells)
     if not report.rows:
         table.caption = "no records in this range"
+    elif report.kind == "cohorts":
+        table.caption = ("retention: share of the day's installs active on day N (the N-th 24 h after the "
+                         "install); *: day N not over yet for every install; revenue through day N")
     return table
 
 
@@ -114,7 +124,7 @@ def _footer(report: Report, heads: list[str]) -> list[str]:
         values["installs"] = t["installs"]
         for n, d in t["days"].items():
             values[f"day{n}_retained"] = d["retained"]
-            values[f"day{n}_retention"] = None if d["retention"] is None else round(d["retention"], 4)
+            values[f"day{n}_retention"] = _percent(d["retention"])
             for c, v in d["revenue"].items():
                 values[f"day{n}_revenue_{c}"] = v
     return [_text(values.get(h)) for h in heads]
