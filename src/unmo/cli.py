@@ -28,6 +28,8 @@ COMMAND_MODULES = [
     "unmo.load.cli",
     "unmo.reports.cli",
     "unmo.tracker.cli",
+    "unmo.sim.cli",
+    "unmo.soak.cli",
 ]
 
 
