@@ -30,6 +30,7 @@ COMMAND_MODULES = [
     "unmo.tracker.cli",
     "unmo.sim.cli",
     "unmo.soak.cli",
+    "unmo.deploy.cli",
 ]
 
 

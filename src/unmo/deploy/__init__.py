@@ -1,0 +1,1 @@
+"""Deployment tooling: the HPA rule and the autoscaling simulator (docs/deploy.md)."""
