@@ -107,7 +107,7 @@ def endpoint(route: str, *, admin: bool = True) -> Callable[[Handler], Handler]:
 
 
 async def _guarded(fn: Handler, request: Request, tracker: Tracker, admin: bool) -> Response:
-    limiter: FailureLimiter = request.app.state.limiter
+    limiter: FailureLimiter = request.app.state.admin_limiter
     if admin:
         wait = limiter.blocked(_client(request))
         if wait > 0:
@@ -423,7 +423,7 @@ def _radios(name: str, low: int, high: int, required: bool) -> str:
 
 @endpoint("survey_page", admin=False)
 async def survey_page(request: Request) -> Response:
-    limiter: FailureLimiter = request.app.state.limiter
+    limiter: FailureLimiter = request.app.state.survey_limiter
     if limiter.blocked(_client(request)) > 0:
         return HTMLResponse("<p>Too many attempts, try again in a minute.</p>", 429)
     token = request.path_params["token"]
@@ -441,7 +441,7 @@ async def survey_page(request: Request) -> Response:
 
 @endpoint("survey_answer", admin=False)
 async def survey_answer(request: Request) -> Response:
-    limiter: FailureLimiter = request.app.state.limiter
+    limiter: FailureLimiter = request.app.state.survey_limiter
     if limiter.blocked(_client(request)) > 0:
         return error(429, "survey: too many attempts from this address", {"Retry-After": "60"})
     token = request.path_params["token"]
@@ -602,5 +602,6 @@ def create_app(settings: TrackerSettings, database_url: str) -> Starlette:
     ]
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.tracker = tracker
-    app.state.limiter = FailureLimiter()
+    app.state.admin_limiter = FailureLimiter()
+    app.state.survey_limiter = FailureLimiter()
     return app

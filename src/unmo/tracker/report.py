@@ -37,7 +37,7 @@ def fmt(value: Any, unit: str) -> str:
     if unit == "ratio":
         return f"{100 * value:.2f} %" if value > 0.99 else f"{100 * value:.1f} %"
     if unit == "seconds":
-        return f"{value / 60:.1f} min" if value >= 60 else f"{value:.1f} s"
+        return f"{value / 60:.1f} min" if value >= 60 else f"{value:.{2 if value < 10 else 1}f} s"
     if unit == "usd":
         return f"${value:,.0f}"
     if unit == "ms":

@@ -32,7 +32,7 @@
     if (value === null || value === undefined) return "no data";
     switch (unit) {
       case "ratio": return (100 * value).toFixed(value > 0.99 && value < 1 ? 2 : 1) + " %";
-      case "seconds": return value >= 60 ? (value / 60).toFixed(1) + " min" : value.toFixed(1) + " s";
+      case "seconds": return value >= 60 ? (value / 60).toFixed(1) + " min" : value.toFixed(value < 10 ? 2 : 1) + " s";
       case "usd": return "$" + Math.round(value).toLocaleString("en-US");
       case "ms": return value.toFixed(1) + " ms";
       case "records/day": return Math.round(value).toLocaleString("en-US") + " /day";
@@ -78,6 +78,18 @@
     }));
   }
 
+  function savingsText(s) {
+    if (s.percent === null) return "no data";
+    if (!s.validated) return "none yet";
+    return s.percent.toFixed(1) + " %";
+  }
+
+  function savingsTitle(s) {
+    return s.attributed_installs + " attributed installs this month (projected " + s.projected_installs +
+      ") x $" + s.price_per_conversion + " at " + s.provider + " = " + fmt(s.provider_cost, "usd") +
+      " a month, against the " + fmt(s.plan_price, "usd") + " plan";
+  }
+
   function renderCustomers(rows) {
     const body = document.querySelector("#customers tbody");
     body.replaceChildren(...rows.map((r) => el("tr", { "data-customer": r.id },
@@ -92,7 +104,7 @@
       el("td", { class: "num" }, fmt(r.p99_ms, "ms")),
       el("td", { class: "num" }, fmt(r.error_rate, "ratio")),
       el("td", { class: "num" }, r.agreement ? fmt(r.agreement.share, "ratio") : "no upload"),
-      el("td", { class: "num" }, r.cost_savings.percent === null ? "no data" : r.cost_savings.percent.toFixed(1) + " %"),
+      el("td", { class: "num", title: savingsTitle(r.cost_savings) }, savingsText(r.cost_savings)),
       el("td", { class: "num" }, fmt(r.plan_price, "usd")),
       el("td", { class: "num" }, r.satisfaction.answers ? fmt(r.satisfaction.satisfaction, "ratio") : "no answers"),
       el("td", { class: "num" }, r.feedback))));
@@ -156,12 +168,13 @@
     const ids = Object.keys(series.volume);
     const names = Object.fromEntries(customers.map((c) => [String(c.id), c.company]));
     chart("chart-volume", {
-      series: [{}].concat(ids.map((id, i) => ({ label: names[id] || id, stroke: COLORS[i % COLORS.length], width: 2 }))),
+      series: [{}].concat(ids.map((id, i) => ({ label: names[id] || id, stroke: COLORS[i % COLORS.length], width: 2,
+        points: { show: false } }))),
       axes: [{}, { size: 60 }],
     }, [series.t].concat(ids.map((id) => series.volume[id])));
     chart("chart-latency", {
-      series: [{}, { label: "P95", stroke: "#2f6fdf", width: 2, spanGaps: true },
-        { label: "P99", stroke: "#e8772e", width: 1, spanGaps: true },
+      series: [{}, { label: "P95", stroke: "#2f6fdf", width: 2, spanGaps: true, points: { show: true, size: 5 } },
+        { label: "P99", stroke: "#e8772e", width: 1, spanGaps: true, points: { show: true, size: 4 } },
         { label: "target", stroke: "#c0262d", dash: [6, 4], width: 1 }],
       axes: [{}, { size: 50 }],
       scales: { y: { range: (u, min, max) => [0, Math.max(120, max || 0)] } },
