@@ -50,34 +50,72 @@ cdef inline uint64_t _nz(uint64_t h):
     return h if h != 0 else 1
 
 
+cdef int _ipv4_text(const unsigned char *a, char *out) noexcept nogil:
+    """Dotted-quad text of 4 bytes into out; returns its length (inet_ntop without printf)."""
+    cdef int k, n = 0, v
+    for k in range(4):
+        v = a[k]
+        if v >= 100:
+            out[n] = <char>(48 + v // 100); n += 1
+        if v >= 10:
+            out[n] = <char>(48 + (v // 10) % 10); n += 1
+        out[n] = <char>(48 + v % 10); n += 1
+        if k < 3:
+            out[n] = 46; n += 1  # '.'
+    out[n] = 0
+    return n
+
+
 cdef object _canonical_ip(str text):
     """(canonical text, packed bytes) of an IPv4/IPv6 address (::ffff:a.b.c.d is a.b.c.d), or None."""
     cdef Py_ssize_t n
     cdef const char *p
     cdef unsigned char buf[16]
     cdef char out[64]
-    cdef bytes s
-    if text[:1].isspace() or text[len(text) - 1:].isspace():
+    cdef int m
+    p = PyUnicode_AsUTF8AndSize(text, &n)
+    if n == 0 or n > 63 or p[0] == 32 or p[n - 1] == 32 or p[0] == 9 or p[n - 1] == 9:
         text = text.strip()
-    s = text.encode("utf-8", "surrogatepass")
-    p = s
+        p = PyUnicode_AsUTF8AndSize(text, &n)
+        if n == 0 or n > 63:
+            return None
     if inet_pton(AF_INET, p, buf) == 1:
-        inet_ntop(AF_INET, buf, out, 64)
-        return out.decode("ascii"), PyBytes_FromStringAndSize(<char *>buf, 4)
+        m = _ipv4_text(buf, out)
+        # the text as sent is almost always canonical already: keep that object
+        canon = text if (m == n and memcmp(out, p, n) == 0) else PyUnicode_DecodeASCII(out, m, NULL)
+        return canon, PyBytes_FromStringAndSize(<char *>buf, 4)
     if inet_pton(AF_INET6, p, buf) == 1:
         if memcmp(buf, b"\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\xff\xff", 12) == 0:
-            inet_ntop(AF_INET, buf + 12, out, 64)
-            return out.decode("ascii"), PyBytes_FromStringAndSize(<char *>buf + 12, 4)
+            m = _ipv4_text(buf + 12, out)
+            return PyUnicode_DecodeASCII(out, m, NULL), PyBytes_FromStringAndSize(<char *>buf + 12, 4)
         inet_ntop(AF_INET6, buf, out, 64)
         return out.decode("ascii"), PyBytes_FromStringAndSize(<char *>buf, 16)
     return None
 
 
 cdef inline object _norm_id(object v):
+    """Lower-cased and trimmed; None for empty and the all-zero id.  The str is reused when it is
+    already normal (lower-case ASCII without surrounding spaces), as most identifiers are."""
+    cdef Py_ssize_t n, k
+    cdef const char *p
+    cdef unsigned char c
+    cdef bint clean = True
     if v is None:
         return None
-    v = (<str>v).strip().lower()
-    if not v or v == _ZERO_ID:
+    p = PyUnicode_AsUTF8AndSize(v, &n)
+    if n == 0:
+        return None
+    for k in range(n):
+        c = <unsigned char>p[k]
+        if (65 <= c <= 90) or c >= 128 or c <= 32:
+            clean = False
+            break
+    if not clean:
+        v = (<str>v).strip().lower()
+        if not v:
+            return None
+        p = PyUnicode_AsUTF8AndSize(v, &n)
+    if n == 36 and memcmp(p, b"00000000-0000-0000-0000-000000000000", 36) == 0:
         return None
     return v
 
@@ -87,20 +125,58 @@ cdef object _major_minor(str version):
     return f"{parts[0]}.{parts[1] if len(parts) > 1 and parts[1] else '0'}"
 
 
-cdef uint64_t _fingerprint(object ip, object ua, object os, object osv, object model, object parse_ua) except? 0:
-    """XXH64 of (ip, os, os major.minor, model); the same value as unmo.ingest.fingerprint."""
+cdef dict _ua_cache = {}
+# One buffer for building fingerprints, reused by every call (the GIL serialises them); its size is
+# bounded by the field limits of unmo.model.
+cdef unmo_wbuf _FPBUF = unmo_wbuf(NULL, 0, 0)
+
+
+cdef object _ua_parts(object ua, object parse_ua):
+    cdef object got = _ua_cache.get(ua)
+    if got is None:
+        if len(_ua_cache) >= 65536:
+            _ua_cache.clear()
+        got = parse_ua(ua)
+        _ua_cache[ua] = got
+    return got
+
+
+cdef inline int _fp_part(unmo_wbuf *b, object part, bint sep) except -1:
+    cdef Py_ssize_t n
+    cdef const char *p
+    if unmo_wbuf_reserve(b, 1) != 0:
+        raise MemoryError("fingerprint")
+    if sep:
+        unmo_put_bytes(b, b"\x1f", 1)
+    if part is None:
+        if unmo_wbuf_reserve(b, 1) != 0:
+            raise MemoryError("fingerprint")
+        unmo_put_bytes(b, b"\x00", 1)
+        return 0
+    p = PyUnicode_AsUTF8AndSize(part, &n)
+    if unmo_wbuf_reserve(b, <size_t>n) != 0:
+        raise MemoryError("fingerprint")
+    unmo_put_bytes(b, p, <size_t>n)
+    return 0
+
+
+cdef uint64_t _fingerprint(unmo_wbuf *b, object ip, object ua, object os, object osv, object model,
+                           object parse_ua) except? 0:
+    """XXH64 of (ip, os, os major.minor, model) joined by U+001F, None as U+0000: the same value as
+    unmo.ingest.fingerprint.fingerprint_hash, hashed from a reused C buffer."""
     cdef object ua_os = None, ua_ver = None, ua_model = None
+    cdef uint64_t h
     if ip is None:
         return 0
     if ua is not None and (os is None or osv is None or model is None):
-        ua_os, ua_ver, ua_model = parse_ua(ua)
-    parts = (
-        ip,
-        (<str>os).strip().lower() if os else ua_os,
-        _major_minor(osv) if osv else ua_ver,
-        (<str>model).strip().lower() if model else ua_model,
-    )
-    return _nz(hash_str("\x1f".join([p if p is not None else "\x00" for p in parts]), _FP_SEED))
+        ua_os, ua_ver, ua_model = _ua_parts(ua, parse_ua)
+    b.len = 0
+    _fp_part(b, ip, False)
+    _fp_part(b, (<str>os).strip().lower() if os else ua_os, True)
+    _fp_part(b, _major_minor(osv) if osv else ua_ver, True)
+    _fp_part(b, (<str>model).strip().lower() if model else ua_model, True)
+    h = unmo_xxh64(b.data, b.len, _FP_SEED)
+    return h if h != 0 else 1
 
 
 def build_columns(list records, list index, list raws, bint msgpack, int64_t skew, int64_t min_ts,
@@ -115,14 +191,16 @@ def build_columns(list records, list index, list raws, bint msgpack, int64_t ske
     errors a list of ``(index, code, record)``.
     """
     cdef Py_ssize_t i, n = len(records), j, plen
-    cdef object rec, dev, camp, rid, v, ip, props, rev, cur, ua, typ, ts_obj, parsed
+    cdef object rec, dev, camp, rid, v, ip, props, rev, cur, ua, typ, ts_obj, parsed, praw
+    cdef bint found
+    cdef int bad_props
     cdef int kind
     cdef int64_t ts
     cdef uint64_t h1, h2, first, hh, r1, r2
     cdef bytes packed_b
-    cdef const unsigned char[::1] pv
-    cdef const unsigned char[::1] rv
+    cdef Py_buffer view
     cdef const unsigned char *pp
+
     parse_ua, click_id_of, has_nul, props_from_msgpack = helpers
 
     out_index = []; out_kind = []; out_ts = []; out_rid = []; out_h1 = []; out_h2 = []
@@ -156,8 +234,10 @@ def build_columns(list records, list index, list raws, bint msgpack, int64_t ske
                 errors.append((index[i], ERR_NUL, rec))
                 continue
         else:
-            rv = raws[i]
-            if rv.shape[0] and memmem(&rv[0], rv.shape[0], b"\\u0000", 6) != NULL and has_nul(rec) is not None:
+            PyObject_GetBuffer(raws[i], &view, PyBUF_SIMPLE)
+            found = memmem(view.buf, view.len, b"\\u0000", 6) != NULL
+            PyBuffer_Release(&view)
+            if found and has_nul(rec) is not None:
                 errors.append((index[i], ERR_NUL, rec))
                 continue
         ts_obj = rec.ts
@@ -198,26 +278,33 @@ def build_columns(list records, list index, list raws, bint msgpack, int64_t ske
                 continue
             ip, packed_b = parsed
         props = None
-        pv = rec.properties
-        plen = pv.shape[0]
-        if plen and not (plen == 4 and memcmp(&pv[0], b"null", 4) == 0) and not (plen == 1 and pv[0] == 0xC0):
+        praw = rec.properties
+        PyObject_GetBuffer(praw, &view, PyBUF_SIMPLE)
+        pp = <const unsigned char *>view.buf
+        plen = view.len
+        bad_props = 0
+        if plen and not (plen == 4 and memcmp(pp, b"null", 4) == 0) and not (plen == 1 and pp[0] == 0xC0):
             if plen > max_props:
-                errors.append((index[i], ERR_PROPS_SIZE, rec))
-                continue
-            if msgpack:
-                props = props_from_msgpack(rec.properties)
-                if props is None:
-                    errors.append((index[i], ERR_PROPS, rec))
-                    continue
-            else:
-                pp = &pv[0]
+                bad_props = ERR_PROPS_SIZE
+            elif not msgpack:
                 j = 0
                 while j < plen and (pp[j] == 32 or pp[j] == 9 or pp[j] == 10 or pp[j] == 13):
                     j += 1
                 if j == plen or pp[j] != 123 or memmem(pp, plen, b"\\u0000", 6) != NULL:  # '{'
-                    errors.append((index[i], ERR_PROPS, rec))
-                    continue
-                props = PyUnicode_DecodeUTF8(<const char *>pp, plen, NULL)
+                    bad_props = ERR_PROPS
+                else:
+                    props = PyUnicode_DecodeUTF8(<const char *>pp, plen, NULL)
+            else:
+                props = True  # decoded below, outside the buffer
+        PyBuffer_Release(&view)
+        if bad_props:
+            errors.append((index[i], bad_props, rec))
+            continue
+        if props is True:
+            props = props_from_msgpack(praw)
+            if props is None:
+                errors.append((index[i], ERR_PROPS, rec))
+                continue
 
         # -- good: append its columns
         rid = rec.id
@@ -272,9 +359,9 @@ def build_columns(list records, list index, list raws, bint msgpack, int64_t ske
         out_cur.append(cur)
         out_props.append(props)
         if kind <= KIND_IMPRESSION:
-            out_fp.append(_fingerprint(ip, ua, None, None, None, parse_ua))
+            out_fp.append(_fingerprint(&_FPBUF, ip, ua, None, None, None, parse_ua))
         elif kind == KIND_INSTALL and dev is not None:
-            out_fp.append(_fingerprint(ip, ua, dev.os, dev.os_version, dev.model, parse_ua))
+            out_fp.append(_fingerprint(&_FPBUF, ip, ua, dev.os, dev.os_version, dev.model, parse_ua))
         else:
             out_fp.append(0)
 

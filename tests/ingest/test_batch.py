@@ -104,11 +104,13 @@ def test_error_names_field_and_value(record, message):
     assert one_error(record).startswith(message)
 
 
-def test_record_over_32kb_is_rejected_alone():
-    big = click(id="big", ua="x" * 1000, properties={f"k{i}": "v" * 200 for i in range(200)})
-    d = decode([big, click(id="small")])
-    assert d.batch.record_id == ["small"]
-    assert "record larger than 32768 bytes" in d.errors[0]["error"]
+def test_a_record_over_32kb_breaks_the_record_limit():
+    big = click(id="big", padding="x" * 40_000)  # unknown fields are ignored, but they count
+    with pytest.raises(LimitError) as exc:
+        decode([click(id="small"), big])
+    assert exc.value.limit == "record_bytes"
+    assert str(exc.value).startswith("batch[1]: record larger than 32768 bytes")
+    assert decode([click(id="fits", padding="x" * 30_000)]).batch.n == 1
 
 
 def test_long_value_is_cut_in_the_message():

@@ -123,6 +123,9 @@ def test_gzip_and_msgpack_bodies(server, app):
 @pytest.mark.parametrize(("make_body", "headers", "limit"), [
     (lambda t: b'{"batch": [' + b",".join([b'{"type":"open","id":"a","ts":1}'] * 10_001) + b"]}", {}, "records"),
     (lambda t: b" " * (5 * 1024 * 1024 + 1) + b'{"batch": []}', {}, "body_bytes"),
+    (lambda t: msgspec.json.encode({"batch": [{"type": "open", "id": "ok", "ts": t},
+                                              {"type": "open", "id": "big", "ts": t, "pad": "x" * 33_000}]}),
+     {}, "record_bytes"),
     (lambda t: gzip.compress(b'{"batch": [], "pad": "' + b"x" * (6 * 1024 * 1024) + b'"}'),
      {"Content-Encoding": "gzip"}, "body_bytes"),
 ])

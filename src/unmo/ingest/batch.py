@@ -41,6 +41,7 @@ from unmo.model import (
     ZERO_ID,
     Envelope,
     Record,
+    TypedEnvelope,
 )
 
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
@@ -53,6 +54,8 @@ _CURRENCY = re.compile(r"^[A-Z]{3}$")
 
 _json_envelope = msgspec.json.Decoder(Envelope)
 _mp_envelope = msgspec.msgpack.Decoder(Envelope)
+_json_typed = msgspec.json.Decoder(TypedEnvelope)
+_mp_typed = msgspec.msgpack.Decoder(TypedEnvelope)
 _json_record = msgspec.json.Decoder(Record)
 _mp_record = msgspec.msgpack.Decoder(Record)
 _json_any = msgspec.json.Decoder()
@@ -326,23 +329,31 @@ def decode_body(body: bytes, *, msgpack: bool, received_ms: int, limits: Limits)
             raise BodyError(
                 f"sent_at: expected RFC 3339 timestamp or epoch milliseconds, got {cut(env.sent_at)}"
             )
+    raws: list[msgspec.Raw] = env.batch
+    if raws and max(map(len, raws)) > limits.max_record_bytes:
+        i = next(i for i, raw in enumerate(raws) if len(raw) > limits.max_record_bytes)
+        raise LimitError(
+            "record_bytes", f"batch[{i}]: record larger than {limits.max_record_bytes} bytes ({len(raws[i])})"
+        )
     errors: list[dict[str, Any]] = []
-    record_decoder = _mp_record if msgpack else _json_record
-    records: list[Record] = []
-    index: list[int] = []
-    raws: list[msgspec.Raw] = []
-    for i, raw in enumerate(env.batch):
-        if len(raw) > limits.max_record_bytes:
-            errors.append({"index": i, "id": _id_of(raw, msgpack),
-                           "error": f"batch[{i}]: record larger than {limits.max_record_bytes} bytes ({len(raw)})"})
-            continue
-        try:
-            records.append(record_decoder.decode(raw))
-        except msgspec.ValidationError as exc:
-            errors.append({"index": i, "id": _id_of(raw, msgpack), "error": _describe(i, bytes(raw), exc, msgpack)})
-            continue
-        index.append(i)
-        raws.append(raw)
+    try:
+        # one pass over the body when every record is well typed
+        records: list[Record] = (_mp_typed if msgpack else _json_typed).decode(body).batch
+        index = list(range(len(records)))
+    except msgspec.ValidationError:
+        # some record is not: decode them one by one and report the bad ones by index
+        record_decoder = _mp_record if msgpack else _json_record
+        records, index, good_raws = [], [], []
+        for i, raw in enumerate(raws):
+            try:
+                records.append(record_decoder.decode(raw))
+            except msgspec.ValidationError as exc:
+                errors.append({"index": i, "id": _id_of(raw, msgpack),
+                               "error": _describe(i, bytes(raw), exc, msgpack)})
+                continue
+            index.append(i)
+            good_raws.append(raw)
+        raws = good_raws
     columns, bad = build_columns(
         records, index, raws, msgpack, received_ms - sent_at_ms if sent_at_ms is not None else 0, MIN_TS_MS,
         received_ms + limits.max_future_ms, limits.max_properties_bytes, _HELPERS,
