@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 import socket
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 from urllib.parse import parse_qsl, unquote
 
@@ -161,32 +161,25 @@ class Batch:
     fp: list[int] = field(default_factory=list)
 
     def extend(self, other: Batch) -> None:
-        for name, value in vars(other).items():
-            if name == "n":
+        """Append another batch's rows (the writer merges the requests of one app in a flush)."""
+        for f in fields(self):
+            if f.name == "n":
                 continue
-            if isinstance(value, dict):
-                mine = getattr(self, name)
-                for k, v in value.items():
+            mine, theirs = getattr(self, f.name), getattr(other, f.name)
+            if isinstance(mine, dict):
+                for k, v in theirs.items():
                     mine[k].extend(v)
             else:
-                getattr(self, name).extend(value)
+                mine.extend(theirs)
         self.n += other.n
-
-    def select(self, rows: list[int]) -> Batch:
-        out = Batch()
-        for name, value in vars(self).items():
-            if name == "n":
-                continue
-            if isinstance(value, dict):
-                setattr(out, name, {k: [v[i] for i in rows] for k, v in value.items()})
-            else:
-                setattr(out, name, [value[i] for i in rows])
-        out.n = len(rows)
-        return out
+        self.__dict__.pop("_arrays", None)
 
     def arrays(self) -> dict[str, np.ndarray]:
-        """The numeric columns the kernel reads."""
-        return {
+        """The numeric columns the kernel reads (made once; a Batch is not changed after it is read)."""
+        cached: dict[str, np.ndarray] | None = self.__dict__.get("_arrays")
+        if cached is not None and len(cached["kind"]) == self.n:
+            return cached
+        cached = {
             "kind": np.asarray(self.kind, dtype=np.uint8),
             "ts": np.asarray(self.ts, dtype=np.int64),
             "id_h1": np.asarray(self.id_h1, dtype=np.uint64),
@@ -196,6 +189,8 @@ class Batch:
             "ref_h1": np.asarray(self.ref_h1, dtype=np.uint64),
             "ref_h2": np.asarray(self.ref_h2, dtype=np.uint64),
         }
+        self.__dict__["_arrays"] = cached
+        return cached
 
 
 @dataclass
@@ -242,11 +237,11 @@ def _has_nul(rec: Record) -> str | None:
         v = getattr(rec, name)
         if v is not None and "\x00" in v:
             return "." + name
-    for sub, fields in (("device", rec.device), ("campaign", rec.campaign)):
-        if fields is None:
+    for sub, part in (("device", rec.device), ("campaign", rec.campaign)):
+        if part is None:
             continue
-        for name in fields.__struct_fields__:
-            v = getattr(fields, name)
+        for name in part.__struct_fields__:
+            v = getattr(part, name)
             if v is not None and "\x00" in v:
                 return f".{sub}.{name}"
     return None

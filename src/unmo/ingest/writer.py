@@ -336,7 +336,8 @@ class Writer:
         # reports (shared edit): rollups of the new records, in this transaction (docs/reports.md)
         await report_rollup.apply(conn, app_id, state, batch, d)
         keep = d.dup == 0
-        order = np.argsort(np.asarray(batch.ts, dtype=np.int64), kind="stable")
+        cols = batch.arrays()
+        order = np.argsort(cols["ts"], kind="stable")
         ord_ = np.empty(batch.n, dtype=np.int32)
         ord_[order] = np.arange(batch.n, dtype=np.int32)
         stream = None
@@ -377,20 +378,27 @@ class Writer:
         results = await self._results_with_duplicates(conn, app_id, batch, d)
         outs = []
         start = 0
+        kinds = cols["kind"]
         for s in subs:
             end = start + s.batch.n
-            dups = int(d.dup[start:end].sum())
-            installs = []
+            k, dup = kinds[start:end], d.dup[start:end].astype(bool)
+            dups = int(dup.sum())
+            accepted_by_kind = np.bincount(k[~dup], minlength=6)
+            dup_by_kind = np.bincount(k[dup], minlength=6)
             by_kind: dict[str, dict[str, int]] = {}
-            for row in range(start, end):
-                kind = batch.kind[row]
-                counts = by_kind.setdefault(KIND_NAMES[kind], {})
-                what = "duplicate" if d.dup[row] else "accepted"
-                counts[what] = counts.get(what, 0) + 1
-                if kind == Kind.INSTALL:
-                    r = results.get(row)
-                    if r is not None:
-                        installs.append({"index": batch.index[row], "id": batch.record_id[row], **r})
+            for code, name in KIND_NAMES.items():
+                counts = {}
+                if accepted_by_kind[code]:
+                    counts["accepted"] = int(accepted_by_kind[code])
+                if dup_by_kind[code]:
+                    counts["duplicate"] = int(dup_by_kind[code])
+                if counts:
+                    by_kind[name] = counts
+            installs = []
+            for row in (np.flatnonzero(k == Kind.INSTALL) + start).tolist():
+                r = results.get(row)
+                if r is not None:
+                    installs.append({"index": batch.index[row], "id": batch.record_id[row], **r})
             outs.append(
                 Outcome(accepted=s.batch.n - dups, duplicates=dups, installs=installs, by_kind=by_kind)
             )
