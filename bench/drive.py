@@ -82,6 +82,7 @@ class Handwritten:
                 return self
             except httpx.HTTPError:
                 time.sleep(0.1)
+        self.__exit__()
         raise RuntimeError("handwritten baseline did not start in 30 s")
 
     def __exit__(self, *exc: Any) -> None:

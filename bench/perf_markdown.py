@@ -32,6 +32,9 @@ def render(out: dict[str, Any], command: str) -> str:
     add("")
     add("Every load run below was verified: the database held exactly the acknowledged records, once each.")
     add("")
+    for name, error in out.get("failed", {}).items():
+        add(f"**Not measured: {name}** ({error}).")
+        add("")
     # -- goals
     best_1000 = max([v["events_per_s"] for v in out.get("concurrency", {}).values()]
                     + [v["events_per_s"] for k, v in out.get("grid", {}).items() if k.endswith("x1000")] or [0])
@@ -53,7 +56,7 @@ def render(out: dict[str, Any], command: str) -> str:
         f"{'yes' if p95_80 is not None and p95_80 < GOAL_P95 else 'no'} |")
     add(f"| >= 0.7 of the raw COPY ceiling | {best_1000 / ceil:.3f} of {_n(ceil)} rows/s | "
         f"{'yes' if best_1000 / ceil >= 0.7 else 'no'} |")
-    if base:
+    if base.get("ratio") is not None:
         add(f"| >= 3x the hand-written baseline | {_x(base['ratio'])}x ({_n(base['unmo_1_worker']['events_per_s'])} vs "
             f"{_n(base['handwritten_1_worker']['events_per_s'])} events/s, 1 worker each, 8 connections) | "
             f"{'yes' if base['ratio'] >= 3 else 'no'} |")

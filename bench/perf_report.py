@@ -3,7 +3,7 @@
     .venv/bin/python bench/perf_report.py --database-url postgresql://postgres@127.0.0.1:5432/postgres \
         [--seconds 5] [--json out.json] [--update-doc docs/performance.md]
 
-Works in a fresh database of its own (dropped at the end).  In order: the COPY
+Each setup works in a fresh database of its own (dropped after it).  In order: the COPY
 ceiling; ``unmo serve`` (defaults) at several concurrencies; events/s against
 workers (1, 2) and batch size (100, 1000, 10000); the hand-written baseline;
 capacity (highest open-loop rate with P95 under 85 ms) for the default and for
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import datetime as dt
 import json
 import os
@@ -29,6 +30,7 @@ import time
 import timeit
 import uuid
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -73,13 +75,58 @@ def _r(v: float | None) -> float | None:
     return None if v is None else round(v, 1)
 
 
-def server(db: str, extra: list[str], workers: int = 1) -> ServerProcess:
+@contextlib.contextmanager
+def server(db: str, extra: list[str], workers: int = 1) -> Iterator[ServerProcess]:
+    """``unmo serve`` with ``extra`` flags; stopped however the block ends (also when it fails to start)."""
     flags = list(extra)
     if "--workers" in flags:
         i = flags.index("--workers")
         workers = int(flags[i + 1])
         del flags[i:i + 2]
-    return ServerProcess(db, workers=workers, extra=flags)
+    srv = ServerProcess(db, workers=workers, extra=flags)
+    try:
+        srv.start(timeout=180)
+        yield srv
+    finally:
+        srv.stop()
+
+
+@contextlib.contextmanager
+def section(out: dict[str, Any], name: str) -> Iterator[None]:
+    """Run one part of the report; a failure is recorded and the report goes on with the next part."""
+    try:
+        yield
+    except Exception as exc:
+        log(f"{name}: FAILED {exc!r}")
+        out.setdefault("failed", {})[name] = repr(exc)[:500]
+
+
+@contextlib.contextmanager
+def fresh_database(base_url: str) -> Iterator[str]:
+    """A new migrated database for one setup (so no setup inherits another's rows or warm-up), then dropped."""
+    name = f"unmo_perf_{uuid.uuid4().hex[:8]}"
+    url = with_database(base_url, name)
+
+    async def admin(sql: str) -> None:
+        conn = await asyncpg.connect(base_url)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    async def setup() -> None:
+        await admin(f'CREATE DATABASE "{name}"')
+        conn = await asyncpg.connect(url)
+        try:
+            await migrate(conn)
+        finally:
+            await conn.close()
+
+    asyncio.run(setup())
+    try:
+        yield url
+    finally:
+        asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 def capacity(url: str, db: str, keys: list[str], seconds: float) -> dict[str, Any]:
@@ -194,27 +241,10 @@ def main() -> int:
     p.add_argument("--skip", default="", help="comma-separated sections to skip (pool,grid,profile,baseline)")
     a = p.parse_args()
     skip = set(filter(None, a.skip.split(",")))
-    name = f"unmo_perf_{uuid.uuid4().hex[:8]}"
-    db = with_database(a.database_url, name)
     sec = a.seconds
-
-    async def admin(sql: str) -> None:
-        conn = await asyncpg.connect(a.database_url)
-        try:
-            await conn.execute(sql)
-        finally:
-            await conn.close()
-
-    async def setup() -> None:
-        await admin(f'CREATE DATABASE "{name}"')
-        conn = await asyncpg.connect(db)
-        try:
-            await migrate(conn)
-        finally:
-            await conn.close()
-
-    asyncio.run(setup())
-    rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    base = a.database_url
+    rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                         cwd=Path(__file__).parent).stdout.strip()
     out: dict[str, Any] = {
         "when": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "commit": rev,
         "machine": f"{os.cpu_count()} cores, {platform.processor() or platform.machine()}, "
@@ -223,60 +253,68 @@ def main() -> int:
     }
     t0 = time.monotonic()
     try:
-        log("COPY ceiling")
-        out["ceiling_start"] = ceiling(db, sec)
-        out["ceiling_1000_rows"] = ceiling(db, sec, rows=1000)
-        out["decode"] = decode_ratio()
-        log(f"decode: {out['decode']}")
-        keys = make_keys(db)
-        with server(db, []) as srv:
-            log("unmo serve (defaults): concurrency sweep")
-            out["concurrency"] = {}
-            for c in CONCURRENCIES:
-                r = drive(srv.url, db, keys=keys, seconds=sec, concurrency=c)
-                out["concurrency"][c] = row(r)
-                log(f"  {c} connections: {r.events_per_s:,.0f}/s P95 {r.p95_ms}")
-            r = drive(srv.url, db, keys=keys, seconds=sec, concurrency=8)
-            cpu = r.driver_cpu_s
-            out["driver"] = {"processes_1": row(r), "cpu_us_per_request": round(1e6 * cpu / max(r.requests, 1)),
-                             "cpu_share_of_a_core": round(cpu / r.elapsed_s, 3)}
-            r2 = drive(srv.url, db, keys=keys, seconds=sec, concurrency=8, processes=2)
-            out["driver"]["processes_2"] = row(r2)
-            log(f"driver: {out['driver']}")
-            if "profile" not in skip:
-                log("profile (py-spy)")
-                assert srv.proc is not None
-                out["profile"] = profile(srv.url, db, keys, srv.proc.pid, 8)
+        with fresh_database(base) as db:
+            log("COPY ceiling")
+            out["ceiling_start"] = ceiling(db, sec)
+            out["ceiling_1000_rows"] = ceiling(db, sec, rows=1000)
+            out["decode"] = decode_ratio()
+            log(f"decode: {out['decode']}")
+            keys = make_keys(db)
+            with server(db, []) as srv:
+                log("unmo serve (defaults): concurrency sweep")
+                out["concurrency"] = {}
+                for c in CONCURRENCIES:
+                    r = drive(srv.url, db, keys=keys, seconds=sec, concurrency=c)
+                    out["concurrency"][c] = row(r)
+                    log(f"  {c} connections: {r.events_per_s:,.0f}/s P95 {r.p95_ms}")
+                r = drive(srv.url, db, keys=keys, seconds=sec, concurrency=8)
+                out["driver"] = {"processes_1": row(r),
+                                 "cpu_us_per_request": round(1e6 * r.driver_cpu_s / max(r.requests, 1)),
+                                 "cpu_share_of_a_core": round(r.driver_cpu_s / r.elapsed_s, 3)}
+                r2 = drive(srv.url, db, keys=keys, seconds=sec, concurrency=8, processes=2)
+                out["driver"]["processes_2"] = row(r2)
+                log(f"driver: {out['driver']}")
+                if "profile" not in skip:
+                    log("profile (py-spy)")
+                    assert srv.proc is not None
+                    with section(out, "profile"):
+                        out["profile"] = profile(srv.url, db, keys, srv.proc.pid, 8)
         if "grid" not in skip:
             out["grid"] = {}
             for w in WORKERS:
-                with server(db, [], workers=w) as srv:
+                with section(out, f"grid, {w} workers"), fresh_database(base) as db, \
+                        server(db, [], workers=w) as srv:
+                    keys = make_keys(db)
                     for b in BATCHES:
                         r = drive(srv.url, db, keys=keys, seconds=sec, concurrency=8, batch_size=b)
                         out["grid"][f"{w}x{b}"] = row(r)
                         log(f"grid workers {w} batch {b}: {r.events_per_s:,.0f}/s P95 {r.p95_ms}")
         if "baseline" not in skip:
-            with Handwritten(db) as hw:
-                r = drive(hw.url, db, keys=keys, seconds=sec, concurrency=8, table="handwritten.records")
-                out["baseline"] = {"handwritten_1_worker": row(r)}
-                log(f"baseline: {r.events_per_s:,.0f}/s")
-            with server(db, []) as srv:
-                r = drive(srv.url, db, keys=keys, seconds=sec, concurrency=8)
-                out["baseline"]["unmo_1_worker"] = row(r)
-            out["baseline"]["ratio"] = round(out["baseline"]["unmo_1_worker"]["events_per_s"]
-                                             / max(out["baseline"]["handwritten_1_worker"]["events_per_s"], 1), 2)
+            with section(out, "baseline"), fresh_database(base) as db:
+                keys = make_keys(db)
+                with Handwritten(db) as hw:
+                    r = drive(hw.url, db, keys=keys, seconds=sec, concurrency=8, table="handwritten.records")
+                    out["baseline"] = {"handwritten_1_worker": row(r)}
+                    log(f"baseline: {r.events_per_s:,.0f}/s")
+                with server(db, []) as srv:
+                    r = drive(srv.url, db, keys=keys, seconds=sec, concurrency=8)
+                    out["baseline"]["unmo_1_worker"] = row(r)
+                    log(f"unmo: {r.events_per_s:,.0f}/s")
+            if "unmo_1_worker" in out.get("baseline", {}):
+                out["baseline"]["ratio"] = round(out["baseline"]["unmo_1_worker"]["events_per_s"]
+                    / max(out["baseline"]["handwritten_1_worker"]["events_per_s"], 1), 2)
         if "pool" not in skip:
             out["pool"] = {}
             for label, flags in POOL_SETUPS:
                 log(f"capacity: {label}")
-                with server(db, flags) as srv:
-                    out["pool"][label] = capacity(srv.url, db, keys, sec)
-                log(f"  capacity {out['pool'][label]['capacity_events_per_s']:,}/s")
-        out["ceiling_end"] = ceiling(db, sec)
+                with section(out, f"capacity, {label}"), fresh_database(base) as db, server(db, flags) as srv:
+                    out["pool"][label] = capacity(srv.url, db, make_keys(db), sec)
+                    log(f"  capacity {out['pool'][label]['capacity_events_per_s']:,}/s")
+        with fresh_database(base) as db:
+            out["ceiling_end"] = ceiling(db, sec)
     finally:
         out["total_s"] = round(time.monotonic() - t0)
         out["load_avg_end"] = os.getloadavg()[0]
-        asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     text = json.dumps(out)
     if a.json:
         Path(a.json).write_text(json.dumps(out, indent=1))
