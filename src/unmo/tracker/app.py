@@ -503,6 +503,7 @@ async def dashboard_data(request: Request) -> Response:
         data["outbox"] = await feedback.outbox_summary(conn)
         data["surveys"] = await surveys.list_surveys(conn)
     data["ingest_urls"] = tracker_of(request).settings.ingest_urls
+    data["webhook_configured"] = bool(tracker_of(request).settings.webhook_url)
     return json_response(data)
 
 

@@ -58,6 +58,8 @@
     return r.json();
   }
 
+  function hours() { return Number(document.getElementById("hours").value) || 24; }
+
   function setStatus(text) { document.getElementById("status").textContent = text; }
 
   function renderCriteria(criteria) {
@@ -118,10 +120,12 @@
       el("div", {}, f.text));
   }
 
-  function renderFeedback(items, outbox) {
+  function renderFeedback(items, outbox, configured) {
     document.getElementById("feedback").replaceChildren(...items.map(feedItem));
-    document.getElementById("outbox").textContent = "Webhook: " + outbox.delivered + " delivered, " +
-      outbox.pending + " pending" + (outbox.oldest_pending ? " (oldest since " + outbox.oldest_pending + ")" : "");
+    document.getElementById("outbox").textContent = (configured ? "Ticketing webhook: " :
+      "No ticketing webhook configured (UNMO_TRACKER_WEBHOOK_URL): feedback waits in the outbox. ") +
+      outbox.delivered + " delivered, " + outbox.pending + " pending" +
+      (outbox.oldest_pending ? " (oldest since " + new Date(outbox.oldest_pending).toLocaleString() + ")" : "");
   }
 
   function renderSurveys(list, customers) {
@@ -177,17 +181,17 @@
         { label: "P99", stroke: "#e8772e", width: 1, spanGaps: true, points: { show: true, size: 4 } },
         { label: "target", stroke: "#c0262d", dash: [6, 4], width: 1 }],
       axes: [{}, { size: 50 }],
-      scales: { y: { range: (u, min, max) => [0, Math.max(120, max || 0)] } },
+      scales: { y: { range: (u, min, max) => [0, Math.max(120, 1.1 * (max || 0))] } },
     }, [series.t, series.p95_ms, series.p99_ms, series.t.map(() => 100)]);
   }
 
   async function refresh() {
     try {
-      const d = await api("/v1/dashboard?hours=24");
+      const d = await api("/v1/dashboard?hours=" + hours());
       renderCriteria(d.criteria);
       renderCustomers(d.customers);
       renderCharts(d.series, d.customers);
-      renderFeedback(d.feedback, d.outbox);
+      renderFeedback(d.feedback, d.outbox, d.webhook_configured);
       renderSurveys(d.surveys, d.customers);
       renderServers(d.uptime, d.ingest_urls);
       const judged = d.criteria.filter((c) => c.pass !== null);
@@ -269,6 +273,7 @@
     start();
   });
   document.getElementById("logout").addEventListener("click", () => logout());
+  document.getElementById("hours").addEventListener("change", () => { if (token) refresh(); });
 
   // A link like /#token=... signs in without typing (the fragment never reaches a server or a log).
   const fromHash = new URLSearchParams(location.hash.slice(1)).get("token");
