@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -27,12 +28,14 @@ def progress(duration_s: float, processes: int, title: str) -> Callable[[Sequenc
         t0 = time.monotonic()
 
         def loop() -> None:
-            last_t, last_rec = t0, 0.0
+            # events/s over the last 2 s: answers arrive in bursts of a batch, a 0.25 s window would flicker
+            history: deque[tuple[float, float]] = deque([(t0, 0.0)], maxlen=8)
             while not done.wait(0.25):
                 now = time.monotonic()
                 answered, records, failures, in_flight = poll(counters, processes)
-                rate = (records - last_rec) / max(now - last_t, 1e-9)
-                last_t, last_rec = now, records
+                then, before = history[0]
+                rate = (records - before) / max(now - then, 1e-9)
+                history.append((now, records))
                 bar.update(task, completed=min(now - t0, duration_s),
                            stats=f"{rate:>12,.0f} events/s  {answered:,.0f} requests  {failures:,.0f} failed"
                                  + (f"  {in_flight:,.0f} in flight" if in_flight else ""))
