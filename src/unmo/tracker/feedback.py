@@ -16,6 +16,8 @@ Retries back off exponentially with full jitter (AWS Architecture Blog,
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import datetime as dt
 import hashlib
 import hmac
@@ -166,9 +168,25 @@ class Deliverer:
                    RETURNING delivery_id, body, attempts""",
                 batch, LEASE_S,
             )
-        for row in due:
-            await self._attempt(row["delivery_id"], row["body"], row["attempts"] + 1)
+        done: set[uuid.UUID] = set()
+        try:
+            for row in due:
+                await self._attempt(row["delivery_id"], row["body"], row["attempts"] + 1)
+                done.add(row["delivery_id"])
+        except asyncio.CancelledError:
+            # stopping: hand the claimed rows back at once instead of after the lease
+            left = [r["delivery_id"] for r in due if r["delivery_id"] not in done]
+            await asyncio.shield(self._release(left))
+            raise
         return len(due)
+
+    async def _release(self, delivery_ids: list[uuid.UUID]) -> None:
+        with contextlib.suppress(Exception):
+            async with self.pool.acquire(timeout=2.0) as conn:
+                await conn.execute(
+                    "UPDATE tracker.outbox SET next_attempt_at = now() WHERE delivery_id = ANY($1) "
+                    "AND delivered_at IS NULL", delivery_ids,
+                )
 
     async def _attempt(self, delivery_id: uuid.UUID, body_text: str, attempt: int) -> None:
         assert self.url is not None
