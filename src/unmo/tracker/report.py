@@ -60,6 +60,14 @@ def verdict(c: dict[str, Any]) -> str:
     return {True: "PASS", False: "FAIL", None: "n/a"}[c["pass"]]
 
 
+def savings_text(s: dict[str, Any]) -> str:
+    if s["percent"] is None:
+        return "no data"
+    if not s["validated"]:
+        return f"none yet ({fmt(s['provider_cost'], 'usd')}/month at the provider vs {fmt(s['plan_price'], 'usd')})"
+    return f"{s['percent']:.1f} % ({fmt(s['saved'], 'usd')}/month)"
+
+
 def to_markdown(data: dict[str, Any]) -> str:
     lines = [
         f"# unmo pilot programme: results of week {data['week']}",
@@ -78,12 +86,12 @@ def to_markdown(data: dict[str, Any]) -> str:
               "|---|---|---|---|---|---|---|---|"]
     for r in data["customers"]:
         agree = r["agreement"]["share"] if r["agreement"] else None
-        saving = r["cost_savings"]["percent"]
+        saving = savings_text(r["cost_savings"])
         lines.append(
             f"| {r['company'].replace('|', '/')} | {r['status']} | {fmt(r['onboarding_seconds'], 'seconds')} | "
             f"{fmt(r['records_per_day'], 'records/day')} | {fmt(r['p95_ms'], 'ms')} | "
             f"{fmt(r['error_rate'], 'ratio')} | {fmt(agree, 'ratio')} | "
-            f"{'no data' if saving is None else f'{saving:.1f} %'} |"
+            f"{saving} |"
         )
     up = data["uptime"]
     lines += ["", f"Uptime rests on {up['probes']} probes of {len(up['servers'])} ingest server(s), "
@@ -101,7 +109,9 @@ def to_html(data: dict[str, Any]) -> str:
     cust = "".join(
         f"<tr><td>{e(r['company'])}</td><td>{e(r['status'])}</td><td>{e(fmt(r['onboarding_seconds'], 'seconds'))}</td>"
         f"<td>{e(fmt(r['records_per_day'], 'records/day'))}</td><td>{e(fmt(r['p95_ms'], 'ms'))}</td>"
-        f"<td>{e(fmt(r['error_rate'], 'ratio'))}</td></tr>"
+        f"<td>{e(fmt(r['error_rate'], 'ratio'))}</td>"
+        f"<td>{e(fmt(r['agreement']['share'] if r['agreement'] else None, 'ratio'))}</td>"
+        f"<td>{e(savings_text(r['cost_savings']))}</td></tr>"
         for r in data["customers"]
     )
     passed = sum(c["pass"] is True for c in data["criteria"])
@@ -121,6 +131,6 @@ tr.pass td:last-child{{color:#0a7d38}}tr.fail td:last-child{{color:#c0262d}}tr.n
 <tbody>{rows}</tbody></table>
 <h2>Customers</h2>
 <table><thead><tr><th>Customer</th><th>Status</th><th>Onboarding</th><th>Records/day</th><th>P95</th>
-<th>Error rate</th></tr></thead><tbody>{cust}</tbody></table>
+<th>Error rate</th><th>Agreement</th><th>Savings</th></tr></thead><tbody>{cust}</tbody></table>
 </body></html>
 """
