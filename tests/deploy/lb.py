@@ -70,12 +70,14 @@ class Nginx:
         binary = nginx_binary()
         assert binary
         main = self.render()
-        self.proc = subprocess.Popen([binary, "-p", str(self.dir), "-c", str(main)],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+        stderr_path = self.dir / "stderr.log"
+        with open(stderr_path, "wb") as stderr:
+            self.proc = subprocess.Popen([binary, "-p", str(self.dir), "-c", str(main)],
+                                         stdout=subprocess.DEVNULL, stderr=stderr, start_new_session=True)
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"nginx exited: {self.proc.stderr.read().decode() if self.proc.stderr else ''}")
+                raise RuntimeError(f"nginx exited: {stderr_path.read_text()[-2000:]}")
             try:
                 httpx.get(self.url + "/healthz", timeout=1.0)
                 return self
