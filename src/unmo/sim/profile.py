@@ -12,6 +12,7 @@ typo never silently falls back to a default.
 from __future__ import annotations
 
 import json
+import re
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Literal
@@ -259,16 +260,32 @@ def _check(profile: Profile, where: str) -> Profile:
     return profile
 
 
+_AT = re.compile(r" - at (`key` in )?`\$([^`]*)`$")
+_UNKNOWN = re.compile(r"^Object contains unknown field `(.+)`$")
+_ENUM = re.compile(r"^Invalid enum value (.+)$")
+_CHOICES = {"integration": "expected sdk, s2s or hybrid", "platforms": "expected ios or android as keys"}
+
+
+def _message(exc: msgspec.ValidationError) -> str:
+    """msgspec's message as ``path: expected ..., got ...`` (docs/api.md's style)."""
+    text = str(exc)
+    m = _AT.search(text)
+    path = m.group(2).lstrip(".") if m else ""
+    head = text[: m.start()] if m else text
+    if u := _UNKNOWN.match(head):
+        field = f"{path}.{u.group(1)}" if path else u.group(1)
+        return f"{field}: unknown field (a typo? docs/operations.md lists the fields)"
+    if e := _ENUM.match(head):
+        return f"{path}: {_CHOICES.get(path, 'expected one of the documented values')}, got {e.group(1)}"
+    return f"{path or 'profile'}: {head[0].lower()}{head[1:]}"
+
+
 def parse_profile(text: bytes | str, where: str = "profile") -> Profile:
     """A validated profile from JSON text; errors name ``where`` and the field path."""
     try:
         profile = _decoder.decode(text)
     except msgspec.ValidationError as exc:
-        message = str(exc)
-        if " - at `$" in message:
-            head, path = message.rsplit(" - at `$", 1)
-            message = f"{path.rstrip('`').lstrip('.') or 'profile'}: {head[0].lower()}{head[1:]}"
-        raise ValidationError(f"{where}: {message.replace('`', '')}") from None
+        raise ValidationError(f"{where}: {_message(exc).replace('`', '')}") from None
     except msgspec.DecodeError as exc:
         raise ValidationError(f"{where}: not valid JSON ({exc})") from None
     return _check(profile, where)

@@ -46,6 +46,7 @@ class Batch:
     channel: str
     skew_ms: int | None  # SDK batches carry sent_at on the device's clock
     resend: bool = False  # sent again right after its answer (the answer was "lost")
+    late_copy: bool = False  # a batch sent again hours after the first time
 
 
 @dataclass
@@ -111,7 +112,7 @@ def make_plan(traffic: Traffic, wave_ms: int, rng: random.Random) -> list[Wave]:
             fill(wave, waves[i], i)
         for lane, b in late.pop(i, []):
             wave.lanes[PHASES.index(b.channel)].setdefault(lane, []).append(
-                Batch(b.recs, b.channel, b.skew_ms)
+                Batch(b.recs, b.channel, b.skew_ms, late_copy=True)
             )
         if wave.batches:
             plan.append(wave)
@@ -215,7 +216,7 @@ class Simulation:
         for copy in range(2 if b.resend else 1):
             d = await sender.post([r.wire for r in b.recs], sent_at_skew_ms=b.skew_ms)
             self.requests += len(d.attempts)
-            if copy == 0:
+            if copy == 0 and not b.late_copy:  # records_sent counts each record once
                 self.records_sent += len(b.recs)
             if d.body is not None:
                 for e in d.body.get("errors") or []:

@@ -14,13 +14,16 @@ verdict therefore compares:
 * ``expected_mb_per_h``: the acknowledged records per hour times the bytes the
   server's own kernel keeps per record of this traffic mix, measured at the
   start of the soak by running ``unmo.kernel.AppKernel`` (the code the server
-  runs) on 20 000 records of the mix (``tracemalloc`` for Python objects plus
+  runs) on 10 000 records of the mix (``tracemalloc`` for Python objects plus
   the native tables' ``memory_bytes``);
 
 and calls it a leak when the slope exceeds the expected growth by more than
 ``max(20 MB/h, 25 % of the expected growth)``.  The 20 MB/h floor is what a 24-hour
 run can tell from noise: hash tables double (a step of up to 2x their size), and
-glibc returns freed memory to the kernel lazily.
+glibc returns freed memory to the kernel lazily.  For the same reason a run
+needs at least ``MIN_JUDGED_S`` (5 minutes) of samples after the warm-up before
+it is judged at all: a shorter run reports ``leak: false`` with
+``leak_judged: false``, and its slope for information only.
 """
 
 from __future__ import annotations
@@ -43,7 +46,8 @@ LEAK_FLOOR_MB_PER_H = 20.0
 LEAK_SHARE = 0.25
 WARMUP_SHARE = 0.10
 WARMUP_MAX_S = 600.0
-CALIBRATION_RECORDS = 20_000
+CALIBRATION_RECORDS = 10_000
+MIN_JUDGED_S = 300.0
 
 
 @dataclass
@@ -52,6 +56,7 @@ class Verdict:
     expected_mb_per_h: float
     threshold_mb_per_h: float
     leak: bool
+    judged: bool
     warmup_s: float
     samples_used: int
 
@@ -111,4 +116,7 @@ def verdict(
     slope, used = rss_slope(times_s, rss_mb, w)
     expected = acked_per_h * bytes_per_record / 1e6
     threshold = expected + max(LEAK_FLOOR_MB_PER_H, LEAK_SHARE * expected)
-    return Verdict(slope, expected, threshold, slope is not None and slope > threshold, w, used)
+    judged = slope is not None and bool(times_s) and max(times_s) - w >= MIN_JUDGED_S
+    return Verdict(
+        slope, expected, threshold, judged and slope is not None and slope > threshold, judged, w, used
+    )

@@ -140,6 +140,7 @@ SUMMARY_ROWS = [
     ("expected_state_mb_per_h", "expected state growth, MB/h"),
     ("leak_threshold_mb_per_h", "leak threshold, MB/h"),
     ("leak", "memory leak"),
+    ("leak_judged", "run long enough to judge memory"),
     ("shed_started_s", "shedding started, s"),
     ("shed_stopped_s", "shedding stopped, s"),
     ("lost_acked", "acknowledged records missing from the database"),

@@ -300,6 +300,7 @@ class Soak:
             else None,
             "leak": v.leak,
         }
+        result["leak_judged"] = v.judged
         if cfg.spike is not None:
             result["shed_started_s"] = round(self.first_shed, 1) if self.first_shed is not None else None
             result["shed_stopped_s"] = round(self.last_shed, 1) if self.last_shed is not None else None
@@ -325,6 +326,7 @@ class Soak:
                 "warmup_s": round(v.warmup_s, 1),
                 "errors_by_kind": dict(self.errors),
                 "profiles": [p.name for p in cfg.profiles],
+                "run_id": self.run_id,
                 "spike": (
                     {"factor": cfg.spike.factor, "seconds": cfg.spike.seconds, "start_s": cfg.spike.start_s}
                     if cfg.spike
