@@ -35,6 +35,11 @@ cdef class Kernel:
 
     cdef public int64_t click_window, impression_window, probabilistic_window
     cdef public int64_t reattribution_window, min_ctit, dedup_window, grace
+    # Rebuilds (which drop what fell out of the windows) start once a table holds this many
+    # entries and has doubled since the last one; tests lower it to force many rebuilds.
+    cdef public int64_t rebuild_min
+    # The latest receive time processed (ms): the "now" of the next eviction.
+    cdef public int64_t last_received
 
     cdef unmo_set128 seen
 
@@ -56,6 +61,7 @@ cdef class Kernel:
 
     cdef int64_t ni, icap, i_live
     cdef int64_t *i_ts
+    cdef int64_t *i_order   # processing order: (app_log.seq << 32) | ord of the decision
     cdef int64_t *i_tts
     cdef int64_t *i_ctit
     cdef int32_t *i_camp
@@ -76,6 +82,8 @@ cdef class Kernel:
             raise MemoryError("kernel state")
         self.t_ids = []
         self.i_tids = []
+        self.rebuild_min = 65536
+        self.last_received = 0
         self.ccap = 64
         self.cand = <Cand *>malloc(self.ccap * sizeof(Cand))
         if self.cand == NULL:
@@ -106,7 +114,7 @@ cdef class Kernel:
         unmo_map_free(&self.absent)
         free(self.t_ts); free(self.t_next); free(self.t_fpnext); free(self.t_h1); free(self.t_h2)
         free(self.t_dev); free(self.t_fp); free(self.t_camp); free(self.t_kind); free(self.t_flags)
-        free(self.i_ts); free(self.i_tts); free(self.i_ctit); free(self.i_camp)
+        free(self.i_ts); free(self.i_order); free(self.i_tts); free(self.i_ctit); free(self.i_camp)
         free(self.i_status); free(self.i_tkind); free(self.i_match)
         free(self.cand)
 
@@ -250,11 +258,12 @@ cdef class Kernel:
 
     # --------------------------------------------------------------- installs
     cdef int64_t _new_install(self, int64_t ts, uint8_t status, uint8_t tkind, uint8_t match, int32_t camp,
-                              int64_t tts, int64_t ctit, object touch_id) except -1:
+                              int64_t tts, int64_t ctit, object touch_id, int64_t order) except -1:
         cdef int64_t cap, s
         if self.ni >= self.icap:
             cap = self.icap * 2 if self.icap else 256
             self.i_ts = <int64_t *>_grow(self.i_ts, cap, 8)
+            self.i_order = <int64_t *>_grow(self.i_order, cap, 8)
             self.i_tts = <int64_t *>_grow(self.i_tts, cap, 8)
             self.i_ctit = <int64_t *>_grow(self.i_ctit, cap, 8)
             self.i_camp = <int32_t *>_grow(self.i_camp, cap, 4)
@@ -264,6 +273,7 @@ cdef class Kernel:
             self.icap = cap
         s = self.ni
         self.i_ts[s] = ts
+        self.i_order[s] = order
         self.i_status[s] = status
         self.i_tkind[s] = tkind
         self.i_match[s] = match
@@ -275,7 +285,10 @@ cdef class Kernel:
         return s
 
     cdef int64_t _primary_of(self, const uint64_t *dev):
-        """The most recent primary install sharing an identifier, or -1."""
+        """The most recently decided primary install sharing an identifier, or -1.
+
+        By decision order, not slot: installs looked up in the database after an eviction
+        get new slots although they were decided long before the ones held."""
         cdef int j
         cdef int64_t best = -1
         cdef int64_t *v
@@ -283,14 +296,23 @@ cdef class Kernel:
             if dev[j] == 0:
                 continue
             v = unmo_map_get(&self.i_bydev, dev[j])
-            if v != NULL and v[0] > best:
+            if v != NULL and (best < 0 or self.i_order[v[0]] > self.i_order[best]):
                 best = v[0]
         return best
 
     cdef int _map_install(self, const uint64_t *dev, int64_t slot) except -1:
+        """Point the identifiers at ``slot`` unless one points at a more recently decided install
+        already (an old install looked up in the database must not take over an identifier)."""
         cdef int j
+        cdef int64_t *v
         for j in range(NDEV):
-            if dev[j] != 0 and unmo_map_put(&self.i_bydev, dev[j], slot) != 0:
+            if dev[j] == 0:
+                continue
+            v = unmo_map_get(&self.i_bydev, dev[j])
+            if v != NULL:
+                if self.i_order[v[0]] <= self.i_order[slot]:
+                    v[0] = slot
+            elif unmo_map_put(&self.i_bydev, dev[j], slot) != 0:
                 raise MemoryError("install index")
         return 0
 
@@ -310,6 +332,7 @@ cdef class Kernel:
                     continue
                 remap[s] = d
                 self.i_ts[d] = self.i_ts[s]
+                self.i_order[d] = self.i_order[s]
                 self.i_status[d] = self.i_status[s]
                 self.i_tkind[d] = self.i_tkind[s]
                 self.i_match[d] = self.i_match[s]
@@ -368,26 +391,48 @@ cdef class Kernel:
                 raise MemoryError("install index")
 
     def replay_install(self, const uint64_t[::1] dev, int64_t ts, int status, int tkind, int match,
-                       int32_t camp, int64_t tts, int64_t ctit, touch_id):
-        """Load one stored install (decided earlier, maybe by another process) into the index."""
+                       int32_t camp, int64_t tts, int64_t ctit, touch_id, int64_t order, bint index=True):
+        """Load one stored install (decided earlier, maybe by another process); returns its slot.
+
+        With ``index`` (replaying in decision order) its identifiers point at it, or for a
+        reinstall at the primary install they share.  Without, a primary install is only
+        added: unmo.kernel points identifiers at it with ``map_ids`` after replaying a looked-up
+        device history on its own."""
         cdef int64_t slot
         if dev.shape[0] != NDEV:
             raise ValueError("dev: expected 5 typed hashes")
         if status == OUT_REINSTALL:
+            if not index:
+                raise ValueError("replay_install: a reinstall has no slot of its own")
             slot = self._primary_of(&dev[0])
             if slot >= 0:
                 self._map_install(&dev[0], slot)
             return slot
-        slot = self._new_install(ts, <uint8_t>status, <uint8_t>tkind, <uint8_t>match, camp, tts, ctit, touch_id)
-        self._map_install(&dev[0], slot)
+        slot = self._new_install(ts, <uint8_t>status, <uint8_t>tkind, <uint8_t>match, camp, tts, ctit, touch_id,
+                                 order)
+        if index:
+            self._map_install(&dev[0], slot)
         return slot
+
+    def map_ids(self, const uint64_t[::1] hashes, int64_t slot):
+        """Point typed device hashes at install ``slot``, each unless it points at a more
+        recently decided install already."""
+        cdef Py_ssize_t j
+        cdef uint64_t one[5]
+        if not 0 <= slot < self.ni:
+            raise IndexError(f"install slot {slot} out of range")
+        for j in range(hashes.shape[0]):
+            one[0] = hashes[j]
+            one[1] = one[2] = one[3] = one[4] = 0
+            if one[0] != 0:
+                self._map_install(one, slot)
 
     # ------------------------------------------------------------- the batch
     def process(self, const uint8_t[::1] kind, const int64_t[::1] ts, const uint64_t[::1] id_h1,
                 const uint64_t[::1] id_h2, const uint64_t[:, ::1] dev, const uint64_t[::1] fp,
                 const uint64_t[::1] ref_h1, const uint64_t[::1] ref_h2, const int32_t[::1] camp,
                 const uint8_t[::1] blocked, list ids, const int64_t[::1] received, bint decide=True,
-                const int16_t[::1] stored=None):
+                const int16_t[::1] stored=None, int64_t order_base=0):
         """Apply a batch in ts order (stable).
 
         With ``decide`` (new records): returns ``(dup, outcome, camp_out, inst, match, rejected)``:
@@ -399,9 +444,13 @@ cdef class Kernel:
 
         Without ``decide`` (replaying stored records, oldest first), ``stored`` holds each
         record's stored outcome; installs are not replayed here (see replay_install).
+
+        ``order_base + k`` is the decision order of the install processed k-th (in ts order):
+        unmo.kernel passes ``app_log.seq << 32``, so that it equals ``(seq << 32) | ord`` of
+        the stored row.
         """
         cdef Py_ssize_t n = kind.shape[0], k, r
-        cdef int64_t now = 0
+        cdef int64_t now = self.last_received
         if (ts.shape[0] != n or id_h1.shape[0] != n or id_h2.shape[0] != n or dev.shape[0] != n
                 or fp.shape[0] != n or ref_h1.shape[0] != n or ref_h2.shape[0] != n or camp.shape[0] != n
                 or blocked.shape[0] != n or len(ids) != n or received.shape[0] != n
@@ -412,7 +461,7 @@ cdef class Kernel:
         for r in range(n):
             if received[r] > now:
                 now = received[r]
-        self._maybe_evict(now)
+        self.last_received = now
 
         order_arr = np.argsort(np.asarray(ts), kind="stable").astype(np.int64) if decide \
             else np.arange(n, dtype=np.int64)
@@ -444,7 +493,7 @@ cdef class Kernel:
             elif kd == KIND_INSTALL:
                 if decide:
                     self._decide_install(r, ts[r], &dev[r, 0], fp[r], ref_h1[r], ref_h2[r], out, camp_out,
-                                         inst, match, rejected)
+                                         inst, match, rejected, order_base + k)
             elif decide:
                 slot = self._primary_of(&dev[r, 0])
                 if slot < 0:
@@ -455,13 +504,23 @@ cdef class Kernel:
                     inst[r] = slot
         return dup_a, out_a, camp_a, inst_a, match_a, rejected
 
+    def evict(self, int64_t now):
+        """Drop touches and installs that fell out of their windows as of ``now`` (ms), once a
+        table has doubled since its last rebuild (amortised O(1) per record).
+
+        Never done inside ``process``: a rebuild renumbers install slots, which the caller
+        reads after a batch (install_info), and drops installs, which the caller looks up in
+        the database for the next batch (unknown_devices).  unmo.kernel.AppKernel calls it
+        before that lookup."""
+        self._maybe_evict(now)
+
     cdef int _maybe_evict(self, int64_t now) except -1:
         cdef int64_t longest = self.click_window
         if self.impression_window > longest:
             longest = self.impression_window
-        if self.nt > 65536 and self.nt > 2 * self.t_live:
+        if self.nt > self.rebuild_min and self.nt > 2 * self.t_live:
             self._rebuild_touches(now - longest - self.grace)
-        if self.ni > 65536 and self.ni > 2 * self.i_live:
+        if self.ni > self.rebuild_min and self.ni > 2 * self.i_live:
             self._rebuild_installs(now - self.reattribution_window - self.grace)
         return 0
 
@@ -530,7 +589,7 @@ cdef class Kernel:
 
     cdef int _decide_install(self, Py_ssize_t r, int64_t t, const uint64_t *dev, uint64_t fpv,
                              uint64_t rh1, uint64_t rh2, int16_t[::1] out, int32_t[::1] camp_out,
-                             int64_t[::1] inst, uint8_t[::1] match, list rejected) except -1:
+                             int64_t[::1] inst, uint8_t[::1] match, list rejected, int64_t order) except -1:
         cdef int64_t last = self._primary_of(dev)
         cdef int64_t win = -1, s
         cdef int64_t *v
@@ -580,11 +639,11 @@ cdef class Kernel:
         if win >= 0:
             status = OUT_REATTRIBUTED if last >= 0 else OUT_ATTRIBUTED
             s = self._new_install(t, status, self.t_kind[win], how, self.t_camp[win], self.t_ts[win],
-                                  t - self.t_ts[win], self.t_ids[win])
+                                  t - self.t_ts[win], self.t_ids[win], order)
             camp_out[r] = self.t_camp[win]
         else:
             status = OUT_ORGANIC
-            s = self._new_install(t, status, 0, MATCH_NONE, -1, 0, 0, None)
+            s = self._new_install(t, status, 0, MATCH_NONE, -1, 0, 0, None, order)
         out[r] = status
         inst[r] = s
         match[r] = how

@@ -64,7 +64,9 @@ class Kernel:
         ctit: int,
         touch_id: str | None,
         order: int,
+        index: bool = True,
     ) -> int: ...
+    def map_ids(self, hashes: npt.NDArray[np.uint64], slot: int) -> None: ...
     def process(
         self,
         kind: npt.NDArray[np.uint8],

@@ -78,6 +78,8 @@ class AppKernel:
         )
         self._networks = settings.networks()
         self.seq = 0  # app_log.seq this state reflects
+        self._trimmed = False
+        self._next_order = 0
 
     def configure(self, settings: AppSettings) -> None:
         if settings == self.settings:
@@ -126,13 +128,19 @@ class AppKernel:
 
     # -- deciding -------------------------------------------------------
     def decide(self, batch: Batch, received: np.ndarray | int) -> Decisions:
-        """Decide a batch of new records; ``received`` is each row's (or all rows') receive time, ms."""
+        """Decide a batch of new records; ``received`` is each row's (or all rows') receive time, ms.
+
+        The install slots in the answer (``inst``, ``install_info``) stay valid until the next
+        batch's ``unknown_devices`` or ``decide``, which may trim the state first."""
+        if not self._trimmed:
+            self.trim()
         a = batch.arrays()
         if isinstance(received, int):
             received = np.full(batch.n, received, dtype=np.int64)
         dup, outcome, camp, inst, _match, rejected = self.native.process(
             a["kind"], a["ts"], a["id_h1"], a["id_h2"], a["dev"], a["fp"], a["ref_h1"], a["ref_h2"],
             self._campaign_column(batch), self.blocked(batch), batch.record_id, received, True, None,
+            self.order_base(),
         )
         rejections: dict[int, list[dict[str, str]]] = {}
         for row, touch_id, _ts, _kind, _camp, reason in rejected:
@@ -142,8 +150,18 @@ class AppKernel:
         for row in np.flatnonzero((kinds == Kind.INSTALL) & (dup == 0)).tolist():
             results[row] = self.result(int(inst[row]), int(outcome[row]), rejections.get(row, []))
         campaigns = [self.campaigns[c] if c >= 0 else None for c in camp.tolist()]
+        self._trimmed = False
         return Decisions(dup, outcome, campaigns, results, camp, inst,
                          [(row, c, reason) for row, _id, _ts, _kind, c, reason in rejected])
+
+    def order_base(self) -> int:
+        """Decision order of the next batch's first record: ``(app_log.seq << 32) | ord`` as the
+        writer stores it (the batch commits as ``self.seq + 1``; ``ord`` is the ts rank)."""
+        base = (self.seq + 1) << 32
+        # an AppKernel whose seq nobody advances (tests, benchmarks) still orders its batches
+        base = max(base, self._next_order)
+        self._next_order = base + (1 << 32)
+        return base
 
     def result(self, slot: int, status: int, rejected: list[dict[str, str]]) -> dict[str, Any]:
         """The spec's install result for a primary install slot, under the row's own status."""
@@ -176,26 +194,78 @@ class AppKernel:
         )
 
     def replay_install(self, row: Any) -> None:
-        """Load one stored install result (a row of unmo.installs) into the install index."""
+        """Load one stored install result (a row of unmo.installs) into the install index, in
+        decision order (warming up, catching up with other processes)."""
+        self._replay(row, index=True)
+
+    def replay_lookup(self, rows: list[Any]) -> None:
+        """Load installs looked up in the database for identifiers the state does not hold.
+
+        ``rows`` are every stored install of the devices concerned, in (seq, ord) order: the
+        rows sharing an identifier with the batch, and transitively the rows sharing one with
+        those (see ``lookup_hashes``).  They were decided before or among the installs held, so
+        they are replayed as a history of their own (which install each identifier belonged
+        to, reinstalls following their primary) and only then merged in, each identifier
+        keeping whichever of the two installs was decided later."""
+        owner: dict[int, tuple[int, int]] = {}  # typed hash -> (decision order, slot)
+        for row in rows:
+            hashes = _unsigned(row["device_hashes"])
+            if row["status"] == "reinstall":
+                known = [owner[h] for h in hashes if h in owner]
+                if not known:
+                    continue  # its primary is not among the rows: nothing to point at
+                target = max(known)
+            else:
+                target = ((row["seq"] << 32) | row["ord"], self._replay(row, index=False))
+            for h in hashes:
+                owner[h] = target
+        by_slot: dict[int, list[int]] = {}
+        for h, (_order, slot) in owner.items():
+            by_slot.setdefault(slot, []).append(h)
+        for slot, hashes in by_slot.items():
+            self.native.map_ids(np.asarray(hashes, dtype=np.uint64), slot)
+
+    @staticmethod
+    def lookup_hashes(rows: list[Any], asked: set[int]) -> list[int]:
+        """Identifiers of looked-up rows not asked for yet: the next round of the lookup, until
+        a device's whole install history is loaded (a reinstall may share an identifier with
+        the batch but not with its primary install)."""
+        return list(dict.fromkeys(h for row in rows for h in _unsigned(row["device_hashes"]) if h not in asked))
+
+    def _replay(self, row: Any, index: bool) -> int:
         dev = np.zeros(5, dtype=np.uint64)
-        hashes = [h & 0xFFFFFFFFFFFFFFFF for h in row["device_hashes"]][:5]
+        hashes = _unsigned(row["device_hashes"])[:5]
         dev[: len(hashes)] = hashes
-        campaign = tuple(row[f] for f in CAMPAIGN_FIELDS)
-        ts_ms = to_ms(row["ts"])
+        campaign: Campaign = (row["network"], row["campaign"], row["adset"], row["ad"], row["site"])
         touch_ts = to_ms(row["touch_ts"]) if row["touch_ts"] is not None else 0
-        self.native.replay_install(
+        slot: int = self.native.replay_install(
             dev,
-            ts_ms,
+            to_ms(row["ts"]),
             STATUS_CODES[row["status"]],
             TOUCH_CODES.get(row["touch"], 0),
             MATCH_CODES.get(row["match"], 0),
-            self.campaign_ref(campaign) if row["touch"] is not None else -1,  # type: ignore[arg-type]
+            self.campaign_ref(campaign) if row["touch"] is not None else -1,
             touch_ts,
             round((row["ctit_s"] or 0.0) * 1000) if row["touch"] is not None else 0,
             row["touch_id"],
+            (row["seq"] << 32) | row["ord"],
+            index,
         )
+        return slot
+
+    def trim(self) -> None:
+        """Drop what fell out of the windows as of the latest receive time (Kernel.evict).
+
+        Deciding a batch starts here: ``unknown_devices`` trims before it answers which
+        installs to look up, so that no rebuild drops them between the lookup and ``decide``;
+        ``decide`` trims itself when nothing was looked up."""
+        self.native.evict(self.native.last_received)
+        self._trimmed = True
 
     def unknown_devices(self, batch: Batch) -> list[int]:
+        """Typed device hashes of the batch's installs, opens and events that the state does not
+        hold: the caller looks them up in unmo.installs (replay_install, mark_absent)."""
+        self.trim()
         if batch.n == 0:
             return []
         a = batch.arrays()
@@ -207,6 +277,11 @@ class AppKernel:
 
 def to_ms(value: dt.datetime) -> int:
     return (value - dt.datetime(1970, 1, 1, tzinfo=dt.UTC)) // dt.timedelta(milliseconds=1)
+
+
+def _unsigned(hashes: list[int]) -> list[int]:
+    """unmo.installs.device_hashes (bigint[]) as the kernel's uint64 hashes."""
+    return [h & 0xFFFFFFFFFFFFFFFF for h in hashes]
 
 
 def signed_hashes(hashes: list[int]) -> list[int]:

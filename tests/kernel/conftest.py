@@ -16,9 +16,9 @@ ENGINES = ("kernel", "reference")
 
 @pytest.fixture(params=ENGINES)
 def make(request: pytest.FixtureRequest) -> Callable[..., Engine]:
-    """``make(**settings)`` -> a fresh engine of one app with those AppSettings fields."""
+    """``make(settings=None, **fields)`` -> a fresh engine of one app (AppSettings, or its fields)."""
 
-    def factory(**settings: Any) -> Engine:
-        return make_engine(request.param, AppSettings(**settings))
+    def factory(settings: AppSettings | None = None, **fields: Any) -> Engine:
+        return make_engine(request.param, settings if settings is not None else AppSettings(**fields))
 
     return factory

@@ -69,7 +69,7 @@ class KernelEngine:
         self.app = AppKernel(settings)
         if rebuild_min is not None:
             self.app.native.rebuild_min = rebuild_min
-        self.stored: list[dict[str, Any]] = []   # unmo.installs rows, in commit order
+        self.stored: dict[int, list[dict[str, Any]]] = {}  # unmo.installs rows by device hash, commit order
         self.lookups = 0
 
     def configure(self, settings: AppSettings) -> None:
@@ -92,9 +92,15 @@ class KernelEngine:
                 continue
             outs.append(Out(False, OUTCOME_NAMES[Outcome(int(d.outcome[row]))], d.campaign[row],
                             d.results.get(row)))
-        # committed in processing order (writer: ORDER BY seq, ord)
-        for row in sorted(d.results, key=lambda r: (batch.ts[r], r)):
-            self.stored.append(self._install_row(batch.dev[row], batch.ts[row], d.results[row]))
+        # committed as the writer does: seq of the commit, ord = rank in ts order, then seq + 1
+        seq = self.app.seq + 1
+        rank = {row: k for k, row in enumerate(sorted(range(batch.n), key=lambda r: (batch.ts[r], r)))}
+        for row in sorted(d.results, key=rank.__getitem__):
+            stored = self._install_row(batch.dev[row], batch.ts[row], d.results[row])
+            stored.update(seq=seq, ord=rank[row])
+            for h in _unsigned(stored["device_hashes"]):
+                self.stored.setdefault(h, []).append(stored)
+        self.app.seq = seq
         return outs
 
     # -- the writer's install store --------------------------------------------------------
@@ -108,16 +114,30 @@ class KernelEngine:
         return row
 
     def _load_installs(self, batch: Any) -> None:
+        """What the writer does before deciding (Writer._load_installs): look up the installs of
+        identifiers the state does not hold, round after round until the devices' whole install
+        histories are loaded, and replay them."""
         unknown = self.app.unknown_devices(batch)
         if not unknown:
             return
         self.lookups += 1
+        asked = set(unknown)
         wanted = set(unknown)
-        rows = [r for r in self.stored if wanted & {h & 0xFFFFFFFFFFFFFFFF for h in r["device_hashes"]}]
-        for row in rows:
-            self.app.replay_install(row)
-        found = {h & 0xFFFFFFFFFFFFFFFF for r in rows for h in r["device_hashes"]}
-        self.app.mark_absent([h for h in unknown if h not in found])
+        rows: dict[tuple[int, int], dict[str, Any]] = {}
+        while wanted:
+            found = list({id(r): r for h in wanted for r in self.stored.get(h, ())}.values())
+            for r in found:
+                rows[(r["seq"], r["ord"])] = r
+            more = self.app.lookup_hashes(found, asked)
+            asked.update(more)
+            wanted = set(more)
+        self.app.replay_lookup([rows[k] for k in sorted(rows)])
+        found_hashes = {h for r in rows.values() for h in _unsigned(r["device_hashes"])}
+        self.app.mark_absent([h for h in unknown if h not in found_hashes])
+
+
+def _unsigned(hashes: list[int]) -> list[int]:
+    return [h & 0xFFFFFFFFFFFFFFFF for h in hashes]
 
 
 def _datetime(ms: int) -> dt.datetime:

@@ -12,6 +12,7 @@ output is one :class:`Out` per record of the batch, in the batch's order.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import ipaddress
 from dataclasses import dataclass, field
 from typing import Any
@@ -94,6 +95,7 @@ def device_ids(device: dict[str, Any]) -> frozenset[tuple[str, str]]:
     return frozenset(out)
 
 
+@functools.lru_cache(maxsize=65536)
 def canonical_ip(text: str) -> str:
     addr = ipaddress.ip_address(text.strip())
     if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
@@ -101,6 +103,7 @@ def canonical_ip(text: str) -> str:
     return str(addr)
 
 
+@functools.lru_cache(maxsize=4096)
 def parse_user_agent(ua: str | None) -> tuple[str | None, str | None, str | None]:
     """(os, "major.minor", model) from a user agent with ua-parser, the maintained uap-core port."""
     if not ua:
@@ -207,8 +210,7 @@ class Reference:
 
     def _touch(self, record: dict[str, Any], kind: str, ts: int, device: dict[str, Any]) -> Out:
         # spec "Rejections": a touch from a blocklisted address is stored, flagged, never eligible
-        addr = ipaddress.ip_address(canonical_ip(device["ip"])) if device.get("ip") else None
-        blocked = addr is not None and any(addr in net for net in self.blocklist)
+        blocked = bool(device.get("ip")) and self._blocked(canonical_ip(device["ip"]))
         touch = Touch(record["id"], kind, ts, device_ids(device), fingerprint(device, explicit=False),
                       campaign_of(record), blocked, self.order)
         self.touches.append(touch)
@@ -219,6 +221,12 @@ class Reference:
             if not touch.ids and touch.fingerprint is not None:
                 self.idless_clicks_by_fp.setdefault(touch.fingerprint, []).append(touch)
         return Out(False, "ip_blocklist" if blocked else "ok", touch.campaign)
+
+    def _blocked(self, ip: str) -> bool:
+        if not self.blocklist:
+            return False
+        addr = ipaddress.ip_address(ip)
+        return any(addr in net for net in self.blocklist)
 
     def _primary(self, ids: frozenset[tuple[str, str]]) -> Install | None:
         """The most recently processed primary install sharing an identifier."""
