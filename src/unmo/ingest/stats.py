@@ -34,6 +34,24 @@ class MinuteStats:
     buckets: list[int] = field(default_factory=lambda: [0] * (len(LATENCY_BUCKETS_MS) + 1))
     latency_sum_ms: float = 0.0
 
+    def merge(self, other: MinuteStats) -> None:
+        self.batches += other.batches
+        self.accepted += other.accepted
+        self.duplicates += other.duplicates
+        self.rejected += other.rejected
+        self.server_errors += other.server_errors
+        self.latency_sum_ms += other.latency_sum_ms
+        self.buckets = [a + b for a, b in zip(self.buckets, other.buckets, strict=True)]
+        add_counts(self.by_kind, other.by_kind)
+
+
+def add_counts(into: dict[str, dict[str, int]], counts: dict[str, dict[str, int]]) -> None:
+    """{"click": {"accepted": 3}} += {"click": {"accepted": 1, "duplicate": 2}}"""
+    for kind, outcomes in counts.items():
+        mine = into.setdefault(kind, {})
+        for outcome, n in outcomes.items():
+            mine[outcome] = mine.get(outcome, 0) + n
+
 
 class StatsRecorder:
     def __init__(self, pool: asyncpg.Pool, server_name: str | None = None, interval_s: float = 5.0) -> None:
@@ -69,10 +87,7 @@ class StatsRecorder:
         s.server_errors += int(server_error)
         s.buckets[bisect.bisect_left(LATENCY_BUCKETS_MS, latency_ms)] += 1
         s.latency_sum_ms += latency_ms
-        for kind, outcomes in kinds.items():
-            mine = s.by_kind.setdefault(kind, {})
-            for outcome, n in outcomes.items():
-                mine[outcome] = mine.get(outcome, 0) + n
+        add_counts(s.by_kind, kinds)
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._loop(), name="unmo-stats")
@@ -129,15 +144,4 @@ class StatsRecorder:
             # keep the figures for the next try rather than lose them
             log.warning("could not store ingest stats: %s", exc.__class__.__name__)
             for key, s in pending.items():
-                mine = self._pending.setdefault(key, MinuteStats())
-                mine.batches += s.batches
-                mine.accepted += s.accepted
-                mine.duplicates += s.duplicates
-                mine.rejected += s.rejected
-                mine.server_errors += s.server_errors
-                mine.latency_sum_ms += s.latency_sum_ms
-                mine.buckets = [a + b for a, b in zip(mine.buckets, s.buckets, strict=True)]
-                for kind, outcomes in s.by_kind.items():
-                    mk = mine.by_kind.setdefault(kind, {})
-                    for o, n in outcomes.items():
-                        mk[o] = mk.get(o, 0) + n
+                self._pending.setdefault(key, MinuteStats()).merge(s)
