@@ -63,7 +63,7 @@ class Ingest:
     async def startup(self) -> None:
         self.pool = await asyncpg.create_pool(
             self.database_url,
-            min_size=2,
+            min_size=min(2, self.settings.pool_size),  # asyncpg refuses min_size > max_size (--pool-size 1)
             max_size=self.settings.pool_size,
             command_timeout=60,
             server_settings={"application_name": "unmo-serve"},
