@@ -62,3 +62,34 @@ def test_logs_hold_no_keys_and_no_device_ids(server, app):
     assert log, "the server should have logged something"
     for secret in (app["sdk_key"], app["secret_key"], secret_device, secret_device.lower(), "sdk_guessing_12345"):
         assert secret not in log
+
+
+def test_per_app_minute_figures_for_the_tracker(server, database, app):
+    import time
+
+    t = now_ms()
+    post_batch(server.url, app["sdk_key"], [
+        {"type": "open", "id": "st-1", "ts": t}, {"type": "click", "id": "st-2", "ts": t, "campaign": {"network": "n"}},
+        {"type": "open", "id": "st-bad", "ts": "never"}])
+    post_batch(server.url, app["sdk_key"], [{"type": "open", "id": "st-1", "ts": t}])
+    deadline = time.monotonic() + 15
+    rows = []
+    while time.monotonic() < deadline:  # the server stores them every 5 s
+        rows = database.fetch("SELECT * FROM unmo.ingest_minute WHERE app_id = $1", app["app_id"])
+        if rows and sum(r["batches"] for r in rows) >= 2:
+            break
+        time.sleep(0.5)
+    assert sum(r["batches"] for r in rows) == 2
+    assert sum(r["accepted"] for r in rows) == 2
+    assert sum(r["duplicates"] for r in rows) == 1
+    assert sum(r["rejected"] for r in rows) == 1
+    import json
+
+    by_kind: dict = {}
+    for r in rows:
+        for kind, counts in json.loads(r["by_kind"]).items():
+            for k, n in counts.items():
+                by_kind.setdefault(kind, {}).setdefault(k, 0)
+                by_kind[kind][k] += n
+    assert by_kind == {"open": {"accepted": 1, "duplicate": 1}, "click": {"accepted": 1}}
+    assert sum(sum(r["latency_buckets"]) for r in rows) == 2
