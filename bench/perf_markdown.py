@@ -52,8 +52,8 @@ def render(out: dict[str, Any], command: str) -> str:
     add("| --- | --- | --- |")
     add(f"| end to end >= 1,000,000 events/s, 1000-record batches | {_n(best_1000)} events/s "
         f"({best_1000 / GOAL_EPS:.1%} of the goal) | {'yes' if best_1000 >= GOAL_EPS else 'no'} |")
-    add(f"| P95 < 85 ms at 80 % of that rate | {_ms(p95_80)} ms at 80 % of the best setup's peak | "
-        f"{'yes' if p95_80 is not None and p95_80 < GOAL_P95 else 'no'} |")
+    add(f"| P95 < 85 ms at 80 % of that rate (800,000 events/s) | not reachable (see above); at 80 % of the "
+        f"best setup's own peak: {_ms(p95_80)} ms | no |")
     add(f"| >= 0.7 of the raw COPY ceiling | {best_1000 / ceil:.3f} of {_n(ceil)} rows/s | "
         f"{'yes' if best_1000 / ceil >= 0.7 else 'no'} |")
     if base.get("ratio") is not None:
@@ -120,7 +120,7 @@ def render(out: dict[str, Any], command: str) -> str:
         add("### The driver")
         add("")
         add(f"One driver process spent {drv['cpu_us_per_request']:,} µs of CPU per 1000-record request "
-            f"({drv['cpu_share_of_a_core']:.0%} of a core) at {_n(drv['processes_1']['events_per_s'])} events/s; "
+            f"({drv['cpu_share_of_a_core']:.1%} of a core) at {_n(drv['processes_1']['events_per_s'])} events/s; "
             f"two driver processes reached {_n(drv['processes_2']['events_per_s'])} events/s on the same server.")
         add("")
     prof = out.get("profile")
@@ -135,7 +135,7 @@ def render(out: dict[str, Any], command: str) -> str:
         shown = 0
         for f, pct in prof["inclusive"]:
             # skip the frames every sample passes through (event loop, uvicorn, Starlette middleware)
-            if pct >= 1.0 and "(unmo/" in f and shown < 25:
+            if 1.0 <= pct < 95.0 and "(unmo/" in f and shown < 25:
                 add(f"| `{f}` | {pct} |")
                 shown += 1
         add("")
