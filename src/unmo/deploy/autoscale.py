@@ -11,19 +11,22 @@ The parts, each as simple as it can be while keeping what decides the outcome:
   window; the queue gauge as of that scrape; CPU as metrics-server reports it (the mean
   of the last 15 s, scraped every 15 s).  Served, not offered: a saturated replica reports
   its capacity, which is why the records/s target must sit well below capacity.
-* **Latency** per replica, load spread evenly (consistent hashing over many apps):
-  while arrivals stay below capacity, the p95 grows with utilisation rho as an M/M/1
-  queue's does, ``p95(rho) = p95(0) / (1 - rho)`` (Kleinrock, *Queueing Systems* vol. 1,
-  s. 3.2: the M/M/1 sojourn time is exponential with mean ``S / (1 - rho)``, so every
-  quantile scales by ``1 / (1 - rho)``); rho is capped at 0.98.  Above capacity the excess
-  waits in a fluid backlog (the group-commit queue) and adds ``backlog / capacity``; past
-  the server's ``--max-queue`` it is shed with 503 (clients retry later).
-  ``p95(0)`` is the unloaded p95 of one 1000-record batch; docs/deploy.md shows how the
-  M/M/1 curve compares with measured points.
+* **Latency** per replica, load spread evenly (consistent hashing over many apps): up to
+  the highest utilisation rho measured, the p95 is read off the measured curve (linear
+  between points: tools/scripts/replica_capacity.py measures it open-loop); above it, it
+  grows as an M/M/1 queue's does, ``p95(rho) = p95(rho_m) * (1 - rho_m) / (1 - rho)``
+  (Kleinrock, *Queueing Systems* vol. 1, s. 3.2: the M/M/1 sojourn time is exponential
+  with mean ``S / (1 - rho)``, so every quantile scales by ``1 / (1 - rho)``), rho capped
+  at 0.98.  Without a curve the whole range is M/M/1 from the unloaded p95.  Above capacity
+  the excess waits in a fluid backlog (the group-commit queue) and adds
+  ``backlog / capacity``; past the server's ``--max-queue`` it is shed with 503 (clients
+  retry later).  Group commit makes the measured curve flatter than M/M/1 (bigger flushes
+  under load), so the tail above the measured range is the pessimistic part.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections import deque
 from dataclasses import dataclass, field
@@ -83,6 +86,8 @@ class Replica:
     cpu_request_cores: float         # the Deployment's cpu request
     max_queue: float = 200_000.0     # records waiting before the server sheds (unmo serve --max-queue)
     idle_cores: float = 0.01
+    # measured (utilisation, p95 ms) points, ascending; empty: M/M/1 from p95_unloaded_ms
+    curve: tuple[tuple[float, float], ...] = ()
 
 
 @dataclass
@@ -135,7 +140,9 @@ class Result:
     def to_json(self) -> dict[str, Any]:
         c = self.config
         return {
-            "model": "HPA (autoscaling/v2 algorithm) + M/M/1 latency scaling below capacity, fluid backlog above",
+            "model": ("HPA (autoscaling/v2 algorithm); p95 from the measured curve, M/M/1 scaling above it, "
+                      "fluid backlog above capacity"),
+            "latency_curve": [list(p) for p in c.replica.curve],
             "capacity_per_replica": c.replica.capacity,
             "p95_unloaded_ms": c.replica.p95_unloaded_ms,
             "pod_startup_s": c.pod_startup_s,
@@ -188,9 +195,19 @@ def _cpu_percent(served_per_s: float, replica: Replica) -> float:
 
 
 def p95_ms(rho: float, backlog_per_pod: float, replica: Replica) -> float:
-    """The latency model: M/M/1 scaling of the unloaded p95, plus the wait behind a backlog."""
+    """The latency model: the measured curve, M/M/1 above it, plus the wait behind a backlog."""
     rho = min(max(rho, 0.0), RHO_CAP)
-    return replica.p95_unloaded_ms / (1.0 - rho) + 1000.0 * backlog_per_pod / replica.capacity
+    wait = 1000.0 * backlog_per_pod / replica.capacity
+    points = replica.curve
+    if not points:
+        return replica.p95_unloaded_ms / (1.0 - rho) + wait
+    if rho <= points[0][0]:
+        return points[0][1] + wait
+    for (r0, p0), (r1, p1) in itertools.pairwise(points):
+        if rho <= r1:
+            return p0 + (p1 - p0) * (rho - r0) / (r1 - r0) + wait
+    last_rho, last_p95 = points[-1]
+    return last_p95 * (1.0 - last_rho) / (1.0 - rho) + wait
 
 
 def simulate(cfg: Config) -> Result:

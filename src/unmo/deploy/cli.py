@@ -16,6 +16,8 @@ from unmo.errors import ConfigError, ValidationError
 MEASURED_CAPACITY = 20_000.0
 MEASURED_P95_UNLOADED_MS = 57.0
 MEASURED_CPU_MS_PER_1000 = 23.0
+# open-loop p95 at shares of that capacity (utilisation, ms), tools/scripts/replica_capacity.py
+MEASURED_CURVE = "0.1:120,0.3:91,0.5:74,0.7:56"
 SHIPPED_CPU_REQUEST = 0.5  # deploy/k8s/ingest-deployment.yaml, resources.requests.cpu
 
 
@@ -50,6 +52,24 @@ def _spike(text: str) -> tuple[float, float]:
     if not 1 <= factor <= 1000:
         raise _usage(f"--spike: factor: expected 1 .. 1000, got {factor:g}")
     return factor, _duration(m.group(2), "--spike", 1, 7 * 86_400)
+
+
+def _curve(text: str) -> tuple[tuple[float, float], ...]:
+    """``0.1:120,0.5:74`` -> ((0.1, 120.0), (0.5, 74.0)); ``none`` -> () (M/M/1 only)."""
+    if text.strip().lower() == "none":
+        return ()
+    points: list[tuple[float, float]] = []
+    for part in text.split(","):
+        m = re.fullmatch(r"\s*(0?\.\d+|0|1(?:\.0*)?):(\d+(?:\.\d+)?)\s*", part)
+        if m is None:
+            raise _usage(f"--latency-curve: expected UTILISATION:P95_MS pairs like 0.1:120,0.5:74, got {part[:40]!r}")
+        rho, ms = float(m.group(1)), float(m.group(2))
+        if not 0 < rho < 1 or ms <= 0:
+            raise _usage(f"--latency-curve: {part.strip()!r}: utilisation must be in (0, 1) and p95 above 0")
+        if points and rho <= points[-1][0]:
+            raise _usage(f"--latency-curve: utilisations must increase, got {rho:g} after {points[-1][0]:g}")
+        points.append((rho, ms))
+    return tuple(points)
 
 
 def _load_hpa(path: str) -> Any:
@@ -96,6 +116,7 @@ def cmd_autoscale_sim(args: argparse.Namespace) -> int:
         cpu_ms_per_1000=_duration(args.cpu_per_1000, "--cpu-per-1000", 0.001, 60) * 1000,
         cpu_request_cores=_positive(args.cpu_request, "--cpu-request", 256),
         max_queue=_positive(args.max_queue, "--max-queue", 1e9),
+        curve=_curve(args.latency_curve),
     )
     workload = Workload(base=_positive(args.base, "--base", 1e10), spike_factor=factor,
                         spike_at_s=_duration(args.spike_at, "--spike-at", 0, 7 * 86_400),
@@ -159,6 +180,9 @@ def register(sub: Any) -> None:
                    help=f"events/s one replica serves at saturation (default {MEASURED_CAPACITY:g}, measured)")
     p.add_argument("--p95-unloaded", default=f"{MEASURED_P95_UNLOADED_MS:g}ms", metavar="DURATION",
                    help="p95 of a 1000-record batch on an idle replica (default %(default)s, measured)")
+    p.add_argument("--latency-curve", default=MEASURED_CURVE, metavar="RHO:MS,...",
+                   help="measured p95 at utilisations (default %(default)s, measured); 'none': M/M/1 from "
+                        "--p95-unloaded over the whole range")
     p.add_argument("--cpu-per-1000", default=f"{MEASURED_CPU_MS_PER_1000:g}ms", metavar="DURATION",
                    help="server CPU time per 1000 records (default %(default)s, measured)")
     p.add_argument("--cpu-request", type=float, default=SHIPPED_CPU_REQUEST, metavar="CORES",
