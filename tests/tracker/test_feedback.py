@@ -10,7 +10,7 @@ import time
 import httpx
 
 from tests.tracker.conftest import ADMIN_TOKEN, WEBHOOK_SECRET, new_customer, wait_for
-from unmo.tracker.feedback import sign, verify
+from unmo.tracker.feedback import safe_url, sign, verify
 
 
 def _delivered(api, feedback_id):
@@ -53,6 +53,11 @@ def test_webhook_down_then_up_retries_signed_and_logs_every_attempt(api, receive
     assert payload["feedback"] == {**payload["feedback"], "id": fb["id"], "category": "bug", "severity": "high",
                                    "text": "iOS installs show up late"}
     assert payload["customer"] == {"id": cid, "company": made["customer"]["company"]}
+
+
+def test_webhook_url_is_shown_without_secrets():
+    assert safe_url("https://user:pw@tickets.example.com:8443/hook?token=abc") == "https://tickets.example.com:8443/hook?..."
+    assert safe_url("http://127.0.0.1:9/x") == "http://127.0.0.1:9/x"
 
 
 def test_signature_is_hmac_sha256_of_timestamp_and_body():

@@ -101,7 +101,7 @@ def parse_upload(data: bytes, max_rows: int) -> Upload:
                 continue
             if len(upload.rows) + upload.skipped >= max_rows:
                 raise ValidationError(f"upload: more than {max_rows} rows (split the file)")
-            if len(values) < len(header) and upload.format == "appsflyer" and len(values) <= media:
+            if upload.format == "appsflyer" and len(values) <= media:
                 raise ValidationError(f"upload: line {line}: expected {len(header)} columns, got {len(values)}")
 
             def at(i: int | None, values: list[str] = values) -> str | None:

@@ -367,7 +367,8 @@ async def webhook_status(request: Request) -> Response:
     async with connection(request) as conn:
         summary = await feedback.outbox_summary(conn)
         log_rows = await feedback.attempts(conn, _int_param(request, "limit", 200, 5000))
-    return json_response({"url": t.settings.webhook_url, "configured": bool(t.settings.webhook_url),
+    url = t.settings.webhook_url
+    return json_response({"url": feedback.safe_url(url) if url else None, "configured": bool(url),
                           **summary, "attempts": log_rows})
 
 

@@ -27,12 +27,13 @@ import random
 import time
 import uuid
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import httpx
 
 from unmo import __version__
-from unmo.errors import ValidationError, cut
+from unmo.errors import NotFoundError, ValidationError, cut
 
 log = logging.getLogger("unmo.tracker.feedback")
 
@@ -57,6 +58,16 @@ def parse_feedback(body: Any) -> tuple[str, str, str]:
     if len(text) > MAX_TEXT:
         raise ValidationError(f"text: expected at most {MAX_TEXT} characters, got {len(text)}")
     return category, severity, text.strip()
+
+
+def safe_url(url: str) -> str:
+    """The webhook URL as logged and shown: without credentials or query string (they may hold secrets)."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    netloc = f"[{host}]" if ":" in host else host
+    if parts.port:
+        netloc += f":{parts.port}"
+    return urlunsplit((parts.scheme, netloc, parts.path, "..." if parts.query else "", ""))
 
 
 def sign(secret: str, timestamp: int, body: bytes) -> str:
@@ -97,8 +108,6 @@ async def record(conn: asyncpg.Connection, customer_id: int, category: str, seve
     async with conn.transaction():
         company = await conn.fetchval("SELECT company FROM tracker.customers WHERE customer_id = $1", customer_id)
         if company is None:
-            from unmo.errors import NotFoundError
-
             raise NotFoundError(f"customer: no customer with id {customer_id}")
         row = await conn.fetchrow(
             "INSERT INTO tracker.feedback (customer_id, category, severity, text) VALUES ($1, $2, $3, $4) "
@@ -155,8 +164,12 @@ class Deliverer:
     async def close(self) -> None:
         await self.client.aclose()
 
-    async def run_once(self, batch: int = 20) -> int:
-        """Deliver what is due now; returns the number of attempts made."""
+    async def run_once(self, stopping: asyncio.Event | None = None, batch: int = 20) -> int:
+        """Deliver what is due now; returns the number of attempts made.
+
+        Once ``stopping`` is set no new attempt starts and the rows claimed but not tried are handed
+        back, so that the next tracker delivers them at once rather than after the lease.
+        """
         if not self.url:
             return 0  # kept in the outbox until a webhook is configured
         async with self.pool.acquire(timeout=5.0) as conn:
@@ -171,6 +184,8 @@ class Deliverer:
         done: set[uuid.UUID] = set()
         try:
             for row in due:
+                if stopping is not None and stopping.is_set():
+                    break
                 await self._attempt(row["delivery_id"], row["body"], row["attempts"] + 1)
                 done.add(row["delivery_id"])
         except asyncio.CancelledError:
@@ -178,7 +193,10 @@ class Deliverer:
             left = [r["delivery_id"] for r in due if r["delivery_id"] not in done]
             await asyncio.shield(self._release(left))
             raise
-        return len(due)
+        left = [r["delivery_id"] for r in due if r["delivery_id"] not in done]
+        if left:
+            await self._release(left)
+        return len(done)
 
     async def _release(self, delivery_ids: list[uuid.UUID]) -> None:
         with contextlib.suppress(Exception):
@@ -214,7 +232,7 @@ class Deliverer:
             await conn.execute(
                 "INSERT INTO tracker.delivery_attempts (delivery_id, attempt, url, status, ok, error, duration_ms) "
                 "VALUES ($1, $2, $3, $4, $5, $6, $7)",
-                delivery_id, attempt, self.url, status, ok, error, duration_ms,
+                delivery_id, attempt, safe_url(self.url), status, ok, error, duration_ms,
             )
             if ok:
                 await conn.execute(

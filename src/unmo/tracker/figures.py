@@ -23,6 +23,7 @@ from typing import Any
 
 import asyncpg
 
+from unmo.errors import ValidationError, cut
 from unmo.server.metrics import LATENCY_BUCKETS_MS
 from unmo.tracker import agreement, pricing, probes, surveys
 
@@ -58,8 +59,6 @@ class Window:
 
 def iso_week(week: str | None, now: dt.datetime) -> Window:
     """``YYYY-Www`` (ISO 8601 week, Monday 00:00 UTC onwards), or the week containing ``now``."""
-    from unmo.errors import ValidationError, cut
-
     if week is None:
         monday = (now.astimezone(dt.UTC) - dt.timedelta(days=now.astimezone(dt.UTC).weekday())).date()
     else:

@@ -10,6 +10,7 @@ Background tasks (each survives database outages by logging and trying again):
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -76,10 +77,14 @@ class Tracker:
         log.info("tracker ready", extra={"host": s.host, "port": s.port, "ingest_urls": s.ingest_urls})
 
     async def shutdown(self) -> None:
+        # Let each task finish its round (a webhook delivery in flight completes and is logged), then
+        # cancel what is still running after the webhook timeout.
         self.stopping.set()
-        for t in self._tasks:
-            t.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._tasks:
+            _done, pending = await asyncio.wait(self._tasks, timeout=self.settings.webhook_timeout_s + 2.0)
+            for t in pending:
+                t.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
         if self.deliverer is not None:
             await self.deliverer.close()
         if self.http is not None:
@@ -90,7 +95,7 @@ class Tracker:
 
     def _spawn(self, name: str, fn: Callable[[], Awaitable[None]], every_s: float) -> None:
         async def loop() -> None:
-            while True:
+            while not self.stopping.is_set():
                 t0 = time.monotonic()
                 try:
                     await fn()
@@ -99,7 +104,8 @@ class Tracker:
                 except Exception as exc:  # the database may be down: try again next round
                     self.metrics.loop_errors.labels(name).inc()
                     log.warning("background task failed", extra={"task": name, "error": exc.__class__.__name__})
-                await asyncio.sleep(max(0.05, every_s - (time.monotonic() - t0)))
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.stopping.wait(), max(0.05, every_s - (time.monotonic() - t0)))
 
         self._tasks.append(asyncio.create_task(loop(), name=f"unmo-tracker-{name}"))
 
@@ -126,7 +132,7 @@ class Tracker:
 
     async def _outbox(self) -> None:
         assert self.deliverer is not None
-        while (n := await self.deliverer.run_once()) > 0:
+        while not self.stopping.is_set() and (n := await self.deliverer.run_once(self.stopping)) > 0:
             self.metrics.deliveries.inc(n)
 
     async def _housekeeping(self) -> None:
