@@ -111,3 +111,16 @@ def test_app_names_and_masks():
     assert len(app_name("x" * 100, "android", 123456)) == 64
     assert mask("6d92078a-8246-4ba4-ae5b-76104861e7dc") == "6d92...e7dc"
     assert mask("abc") == "ab..."
+
+
+def test_ingest_urls_from_flags_and_environment(monkeypatch):
+    from unmo.cli import build_parser
+    from unmo.tracker.settings import ingest_urls_from
+
+    args = build_parser().parse_args(["tracker", "--ingest-url", "http://a:8080/", "http://b",
+                                      "--ingest-url", "http://c,https://d", "--ingest-url", "http://a:8080"])
+    assert ingest_urls_from(args.ingest_url) == ["http://a:8080", "http://b", "http://c", "https://d"]
+    monkeypatch.setenv("UNMO_INGEST_URLS", "https://ingest.example.com, http://10.0.0.2:8080")
+    assert ingest_urls_from(None) == ["https://ingest.example.com", "http://10.0.0.2:8080"]
+    monkeypatch.delenv("UNMO_INGEST_URLS")
+    assert ingest_urls_from(None) == []

@@ -241,8 +241,9 @@ def register(sub: Any) -> None:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8084)
     add_database_flag(p)
-    p.add_argument("--ingest-url", action="append", metavar="URL",
-                   help="ingest server (repeatable; the first goes into onboarding kits; default $UNMO_INGEST_URLS)")
+    p.add_argument("--ingest-url", action="extend", nargs="+", metavar="URL",
+                   help="ingest servers (several, repeatable or comma-separated); the first goes into onboarding "
+                        "kits, all are probed (default $UNMO_INGEST_URLS)")
     p.add_argument("--probe-interval", metavar="DURATION",
                    help="how often each ingest server's /readyz is probed (default 10s, $UNMO_TRACKER_PROBE_INTERVAL)")
     p.add_argument("--survey-delay", metavar="DURATION",
