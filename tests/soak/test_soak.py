@@ -1,4 +1,4 @@
-"""``unmo soak`` against real servers: a 60-second run with its report, and a spike that makes the server shed.
+"""``unmo soak`` against real servers: a 60-second run with its report, and a spike that makes it shed.
 
 Both runs go at once (two servers on the session's database, two soak processes),
 so the module costs about a minute of wall time.  The spike's server is started
