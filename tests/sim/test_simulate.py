@@ -8,6 +8,7 @@ to exercise (asserted below), while identities are fresh every run.
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
@@ -150,3 +151,15 @@ def test_the_sdk_key_cannot_read_results_back(database, server, app, capsys):
     out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert code == 1
     assert any("needs the app's secret key" in e for e in out["error_samples"])
+
+
+def test_paced_speed_sends_history_at_its_scaled_time(database, server, app, capsys):
+    # 0.03 days (43 minutes) of history at 600x: about 4 seconds, in waves of 10 simulated minutes
+    configure(database, app, "ecomgrowth")
+    t0 = time.monotonic()
+    code, out = simulate(capsys, server, app, "--profile", "ecomgrowth", "--days", "0.03", "--scale", "0.5",
+                         "--speed", "600x", "--seed", "5")
+    elapsed = time.monotonic() - t0
+    assert (code, out["agreement"], out["errors"]) == (0, 1.0, 0)
+    assert out["installs"] > 5
+    assert 0.03 * 86400 / 600 - 1 <= elapsed < 60
