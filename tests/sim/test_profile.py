@@ -114,6 +114,7 @@ def test_not_json_and_missing_file():
             "--days: expected at most 7.73",
         ),
         (["simulate", "--profile", "techstart", "--scale", "0"], "--scale: expected more than 0"),
+        (["simulate", "--profile", "techstart", "--days", "0.001"], "--days: expected at least 0.01"),
         (
             ["simulate", "--profile", "techstart", "--url", "localhost:8080"],
             "--url: expected http://HOST:PORT",

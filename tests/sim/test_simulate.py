@@ -157,8 +157,21 @@ def test_paced_speed_sends_history_at_its_scaled_time(database, server, app, cap
     # 0.03 days (43 minutes) of history at 600x: about 4 seconds, in waves of 10 simulated minutes
     configure(database, app, "ecomgrowth")
     t0 = time.monotonic()
-    code, out = simulate(capsys, server, app, "--profile", "ecomgrowth", "--days", "0.03", "--scale", "0.5",
-                         "--speed", "600x", "--seed", "5")
+    code, out = simulate(
+        capsys,
+        server,
+        app,
+        "--profile",
+        "ecomgrowth",
+        "--days",
+        "0.03",
+        "--scale",
+        "0.5",
+        "--speed",
+        "600x",
+        "--seed",
+        "5",
+    )
     elapsed = time.monotonic() - t0
     assert (code, out["agreement"], out["errors"]) == (0, 1.0, 0)
     assert out["installs"] > 5

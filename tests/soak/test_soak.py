@@ -8,6 +8,7 @@ base rate really overflows it.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
@@ -16,7 +17,9 @@ import httpx
 import pytest
 
 from tests.support import ServerProcess
+from unmo.sim.profile import load_profile
 from unmo.soak.leak import MIN_JUDGED_S, verdict
+from unmo.soak.run import Soak, SoakConfig
 from unmo.soak.scrape import parse_metrics
 
 SPEC_KEYS = {"uptime", "p95_ms", "p99_ms", "error_rate", "rss_slope_mb_per_h", "leak"}
@@ -196,3 +199,35 @@ def test_leak_verdict_compares_the_slope_with_the_expected_state():
     assert short[-1] - 24 < MIN_JUDGED_S
     v = verdict(short, [100 + t for t in short], 240, 0, 40.0)
     assert (v.leak, v.judged, v.rss_slope_mb_per_h > v.threshold_mb_per_h) == (False, False, True)
+
+
+def test_the_database_check_finds_a_lost_and_a_doubled_record(runs, database):
+    """The check that proves "nothing acknowledged is lost" fails when something is."""
+    r = runs["plain"]
+    res = r["result"]
+    run_id = res["run_id"]
+    app_id = r["app"]["app_id"]
+    rows = database.fetch("SELECT record_id FROM unmo.records WHERE app_id = $1", app_id)
+    numbers = sorted(int(row["record_id"].split("-", 1)[1]) for row in rows)
+    assert len(numbers) == res["acked_records"]
+    soak = Soak(
+        SoakConfig(
+            url="http://127.0.0.1:9",
+            key=r["app"]["secret_key"],
+            duration_s=60,
+            rate=1,
+            profiles=[load_profile("techstart")],
+            database_url=database.url,
+        )
+    )
+    soak.run_id = run_id
+    soak.mark_acked(numbers)
+    assert asyncio.run(soak.verify()) == ("database", 0, 0)
+    lost, doubled = f"{run_id}-{numbers[10]}", f"{run_id}-{numbers[20]}"
+    database.fetch("DELETE FROM unmo.records WHERE app_id = $1 AND record_id = $2", app_id, lost)
+    database.fetch(
+        "INSERT INTO unmo.records SELECT * FROM unmo.records WHERE app_id = $1 AND record_id = $2",
+        app_id,
+        doubled,
+    )
+    assert asyncio.run(soak.verify()) == ("database", 1, 1)

@@ -113,8 +113,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     url = check_url(args.url)
     key = check_key(args.key)
     speed = parse_speed(args.speed)
-    if not 0 < args.days:
-        raise ValidationError(f"--days: expected a positive number of days, got {args.days}")
+    if not args.days >= 0.01:  # 14 minutes: room for an install and its click
+        raise ValidationError(f"--days: expected at least 0.01 (about 14 minutes), got {args.days}")
     limit = days_limit(profile, speed)
     if args.days > limit:
         raise ValidationError(

@@ -387,6 +387,8 @@ class Generator:
         n = poisson(self.rng, self.profile.installs_per_day(self.scale) * days)
         # keep the first installs clear of the history's start, so that their clicks fit in it
         first = start_ms + max(self.ctit_min + MINUTE, 2 * HOUR if days > 0.5 else MINUTE)
+        if first >= end_ms - MINUTE:
+            raise ValueError(f"history of {days} days is too short for installs with their clicks")
         times = sorted(self.rng.randint(first, end_ms - MINUTE) for _ in range(n))
         for t in times:
             self.story(out, t, end_ms, start_ms)

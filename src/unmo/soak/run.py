@@ -249,10 +249,20 @@ class Soak:
 
     # -- the end --------------------------------------------------------------------------
     async def verify(self) -> tuple[str | None, int | None, int | None]:
-        """(how, lost acknowledged records, acknowledged records stored more than once)."""
+        """(how, lost acknowledged records, acknowledged records stored more than once).
+
+        The acknowledged numbers go to the database as runs of consecutive numbers (a few
+        thousand rows even for a day at thousands of records a second), and PostgreSQL joins
+        them with the app's records of this run: nothing per record crosses the wire.
+        """
         if not self.cfg.database_url:
             return None, None, None
-        numbers = np.flatnonzero(self.acked).tolist()
+        numbers = np.flatnonzero(self.acked)
+        if len(numbers) == 0:
+            return "database", 0, 0
+        breaks = np.flatnonzero(np.diff(numbers) != 1)
+        lows = np.concatenate(([numbers[0]], numbers[breaks + 1]))
+        highs = np.concatenate((numbers[breaks], [numbers[-1]]))
         conn = await asyncpg.connect(self.cfg.database_url)
         try:
             app_id = await conn.fetchval(
@@ -261,15 +271,20 @@ class Soak:
             )
             if app_id is None:
                 raise LookupError("--database-url: this database holds no app with that key")
-            await conn.execute("CREATE TEMPORARY TABLE soak_acked (n bigint PRIMARY KEY)")
-            await conn.copy_records_to_table("soak_acked", records=[(n,) for n in numbers])
+            await conn.execute("CREATE TEMPORARY TABLE soak_acked (lo bigint, hi bigint)")
+            await conn.copy_records_to_table(
+                "soak_acked", records=list(zip(lows.tolist(), highs.tolist(), strict=True))
+            )
             row = await conn.fetchrow(
-                "SELECT count(*) FILTER (WHERE r.c IS NULL) AS lost, count(*) FILTER (WHERE r.c > 1) AS dup "
-                "FROM soak_acked a LEFT JOIN (SELECT record_id, count(*) AS c FROM unmo.records "
-                "WHERE app_id = $1 AND record_id LIKE $2 GROUP BY record_id) r ON r.record_id = $3 || a.n",
+                "WITH stored AS (SELECT substr(record_id, $3)::bigint AS n, count(*) AS c FROM unmo.records "
+                "                WHERE app_id = $1 AND record_id LIKE $2 GROUP BY 1) "
+                "SELECT count(*) FILTER (WHERE s.c IS NULL) AS lost, count(*) FILTER (WHERE s.c > 1) AS dup "
+                "FROM soak_acked a CROSS JOIN LATERAL generate_series(a.lo, a.hi) AS g(n) "
+                "LEFT JOIN stored s ON s.n = g.n",
                 app_id,
                 self.run_id + "-%",
-                self.run_id + "-",
+                len(self.run_id) + 2,
+                timeout=3600,
             )
         finally:
             await conn.close()
