@@ -47,7 +47,7 @@ SHIPPED_HPA = HpaSpec(
     max_replicas=20,
     metrics=(
         Metric("cpu", "Resource", 70.0),
-        Metric(RECORDS_METRIC, "Pods", 12_000.0),
+        Metric(RECORDS_METRIC, "Pods", 8_000.0),
         Metric(QUEUE_METRIC, "Pods", 20_000.0),
     ),
     up=Rules(0, (Policy("Percent", 100, 30), Policy("Pods", 4, 30)), "Max"),

@@ -11,13 +11,14 @@ from typing import Any
 from unmo.durations import parse_duration_s
 from unmo.errors import ConfigError, ValidationError
 
-# Measured on the development machine (docs/deploy.md, "Sizing"): one `unmo serve`, batches of
-# 1000 records from `unmo load`.  Operators pass their own with --capacity and friends.
-MEASURED_CAPACITY = 20_000.0
-MEASURED_P95_UNLOADED_MS = 57.0
-MEASURED_CPU_MS_PER_1000 = 23.0
-# open-loop p95 at shares of that capacity (utilisation, ms), tools/scripts/replica_capacity.py
-MEASURED_CURVE = "0.1:120,0.3:91,0.5:74,0.7:56"
+# Measured with tools/scripts/replica_capacity.py on the 2-core development machine
+# (docs/deploy.md, "Sizing"): one `unmo serve`, batches of 1000 records from `unmo load`.
+# Operators pass their own with --capacity, --latency-curve and --cpu-per-1000.
+MEASURED_CAPACITY = 16_000.0
+MEASURED_P95_UNLOADED_MS = 120.0
+MEASURED_CPU_MS_PER_1000 = 17.5
+# open-loop p95 at shares of that capacity (utilisation:ms), the median of three runs
+MEASURED_CURVE = "0.1:120,0.3:91,0.5:111,0.7:551"
 SHIPPED_CPU_REQUEST = 0.5  # deploy/k8s/ingest-deployment.yaml, resources.requests.cpu
 
 
@@ -189,8 +190,8 @@ def register(sub: Any) -> None:
                    help="the pods' cpu request, for the CPU utilisation metric (default %(default)s)")
     p.add_argument("--max-queue", type=float, default=200_000, metavar="RECORDS",
                    help="records a replica queues before answering 503 (unmo serve --max-queue; default 200000)")
-    p.add_argument("--base", type=float, default=20_000, metavar="EVENTS_PER_S",
-                   help="traffic before and after the spike (default 20000)")
+    p.add_argument("--base", type=float, default=8_000, metavar="EVENTS_PER_S",
+                   help="traffic before and after the spike (default 8000)")
     p.add_argument("--spike", default="10x:5m", metavar="FACTORxDURATION",
                    help="spike height and time at the top (default %(default)s)")
     p.add_argument("--spike-at", default="2m", metavar="DURATION", help="when the ramp starts (default 2m)")
