@@ -12,10 +12,12 @@ verdict therefore compares:
   connection pools, caches, the allocator's arenas and the kernel's first table
   growths fill there at once;
 * ``expected_mb_per_h``: the acknowledged records per hour times the bytes the
-  server's own kernel keeps per record of this traffic mix, measured at the
-  start of the soak by running ``unmo.kernel.AppKernel`` (the code the server
-  runs) on 10 000 records of the mix (``tracemalloc`` for Python objects plus
-  the native tables' ``memory_bytes``);
+  server's own kernel keeps per record of this traffic mix, measured after the
+  run in a process of its own: it decodes and decides as many records of the mix
+  as the run acknowledged (between 20 000 and 100 000)
+  with ``unmo.kernel.AppKernel`` (the code the server runs), drops everything
+  else, returns free heap to the system (glibc ``malloc_trim``) and divides the
+  growth of its resident set by the records;
 
 and calls it a leak when the slope exceeds the expected growth by more than
 ``max(20 MB/h, 25 % of the expected growth)``.  The 20 MB/h floor is what a 24-hour
@@ -28,9 +30,14 @@ it is judged at all: a shorter run reports ``leak: false`` with
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import gc
+import json
+import os
+import subprocess
+import sys
 import time
-import tracemalloc
 from dataclasses import dataclass
 
 import msgspec
@@ -46,7 +53,7 @@ LEAK_FLOOR_MB_PER_H = 20.0
 LEAK_SHARE = 0.25
 WARMUP_SHARE = 0.10
 WARMUP_MAX_S = 600.0
-CALIBRATION_RECORDS = 10_000
+CALIBRATION_RECORDS = 100_000
 MIN_JUDGED_S = 300.0
 
 
@@ -65,33 +72,60 @@ def warmup_s(duration_s: float) -> float:
     return min(WARMUP_MAX_S, WARMUP_SHARE * duration_s)
 
 
-def state_bytes_per_record(profiles: list[Profile], seed: int = 0) -> float:
-    """Bytes the server's kernel keeps per record of this mix (see the module docstring)."""
+def state_bytes_per_record(
+    profiles: list[Profile], seed: int = 0, records: int = CALIBRATION_RECORDS
+) -> float:
+    """Bytes of resident memory the server's kernel keeps per record of this mix (module docstring)."""
+    names = [p.name for p in profiles]
+    profile_json = [msgspec.json.encode(p).decode() for p in profiles]
+    proc = subprocess.run(
+        [sys.executable, "-m", "unmo.soak.leak", str(seed), str(records), json.dumps(profile_json)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(f"measuring kernel memory for {names} failed: {proc.stderr.strip()[-300:]}")
+    return float(proc.stdout.strip().splitlines()[-1])
+
+
+def _resident_bytes() -> int:
+    with open("/proc/self/statm", encoding="ascii") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def _trim() -> None:
+    gc.collect()
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
+def _measure(seed: int, records: int, profile_json: list[str]) -> float:
+    """Run in a process of its own: resident growth per record decided by the kernel."""
+    from unmo.sim.profile import parse_profile
     from unmo.soak.traffic import LiveMix
 
+    profiles = [parse_profile(text) for text in profile_json]
     mix = LiveMix(profiles, run="calibration", seed=seed, batch_size=5_000)
     now = int(time.time() * 1000)
-    mix.produce(now, CALIBRATION_RECORDS)
+    mix.produce(now, records)
     batches = mix.due(now)
-    bodies = [msgspec.json.encode({"batch": b.records}) for b in batches]
     n = sum(len(b.records) for b in batches)
-    del batches, mix
-    gc.collect()
-    was_tracing = tracemalloc.is_tracing()
-    if not was_tracing:
-        tracemalloc.start()
-    base = tracemalloc.get_traced_memory()[0]
+    bodies = [msgspec.json.encode({"batch": b.records}) for b in batches]
+    del mix, batches
     kernel = AppKernel(AppSettings())
-    for body in bodies:
-        decoded = decode_body(body, msgpack=False, received_ms=now, limits=Limits())
-        kernel.decide(decoded.batch, now)
-        del decoded
-    gc.collect()
-    python_bytes = tracemalloc.get_traced_memory()[0] - base
-    if not was_tracing:
-        tracemalloc.stop()
-    native_bytes = int(kernel.native.memory_bytes())
-    return float(max(0, python_bytes) + native_bytes) / max(1, n)
+    # warm the code paths and the first table sizes on a batch that is then dropped
+    warm = AppKernel(AppSettings())
+    warm.decide(decode_body(bodies[0], msgpack=False, received_ms=now, limits=Limits()).batch, now)
+    del warm
+    _trim()
+    before = _resident_bytes()
+    for body in bodies:  # the bodies stay alive until measured: only the kernel's state is new
+        kernel.decide(decode_body(body, msgpack=False, received_ms=now, limits=Limits()).batch, now)
+    _trim()
+    after = _resident_bytes()
+    return max(0, after - before) / max(1, n)
 
 
 def rss_slope(times_s: list[float], rss_mb: list[float | None], warmup: float) -> tuple[float | None, int]:
@@ -120,3 +154,7 @@ def verdict(
     return Verdict(
         slope, expected, threshold, judged and slope is not None and slope > threshold, judged, w, used
     )
+
+
+if __name__ == "__main__":
+    print(_measure(int(sys.argv[1]), int(sys.argv[2]), json.loads(sys.argv[3])))

@@ -29,7 +29,7 @@ import numpy as np
 
 from unmo.sim.profile import Profile
 from unmo.sim.send import Attempt, Sender
-from unmo.soak.leak import state_bytes_per_record, verdict
+from unmo.soak.leak import CALIBRATION_RECORDS, state_bytes_per_record, verdict
 from unmo.soak.scrape import ServerSample, scrape
 from unmo.soak.traffic import LiveMix, Outgoing
 
@@ -149,7 +149,6 @@ class Soak:
     async def run(self) -> dict[str, Any]:
         cfg = self.cfg
         cfg.out.mkdir(parents=True, exist_ok=True)
-        bytes_per_record = await asyncio.to_thread(state_bytes_per_record, cfg.profiles, cfg.seed)
         samples_file = open(cfg.out / "samples.jsonl", "w", encoding="utf-8")
         tasks: set[asyncio.Task[None]] = set()
         sender = Sender(
@@ -202,6 +201,11 @@ class Soak:
             for t in tasks:
                 t.cancel()
             await sender.close()
+        # measured after the run, so that it never competes with the server for the CPU
+        calibration = min(CALIBRATION_RECORDS, max(20_000, self.acked_records))
+        bytes_per_record = await asyncio.to_thread(
+            state_bytes_per_record, cfg.profiles, cfg.seed, calibration
+        )
         return await self.finish(bytes_per_record)
 
     async def sample(
