@@ -108,12 +108,17 @@ def render(out: dict[str, Any], command: str) -> str:
     if pool:
         add("### Capacity: highest open-loop rate answered in full with P95 < 85 ms")
         add("")
-        add("| setup | peak, closed loop 16 conn. | capacity events/s | vs default | P95 at 80 % of peak, ms |")
-        add("| --- | --- | --- | --- | --- |")
+        add("| setup | peak, closed loop 16 conn. | peak vs default | capacity events/s | capacity vs default "
+            "| P95 at 80 % of peak, ms |")
+        add("| --- | --- | --- | --- | --- | --- |")
         d = default["capacity_events_per_s"] if default else 0
+        dp = default["peak_closed_loop"]["events_per_s"] if default else 0
         for label, c in pool.items():
-            add(f"| {label} | {_n(c['peak_closed_loop']['events_per_s'])} | {_n(c['capacity_events_per_s'])} | "
-                f"{(c['capacity_events_per_s'] / d - 1) if d else 0:+.0%} | {_ms(c['p95_at_80pct_of_peak_ms'])} |")
+            peak = c["peak_closed_loop"]["events_per_s"]
+            cap = c["capacity_events_per_s"]
+            peak_vs = f"{peak / dp - 1:+.0%}" if dp else "-"
+            cap_vs = f"{cap / d - 1:+.0%}" if d else "-"
+            add(f"| {label} | {_n(peak)} | {peak_vs} | {_n(cap)} | {cap_vs} | {_ms(c['p95_at_80pct_of_peak_ms'])} |")
         add("")
     drv = out.get("driver")
     if drv:

@@ -155,10 +155,13 @@ def capacity(url: str, db: str, keys: list[str], seconds: float) -> dict[str, An
         else:
             high = rate
             break
+    floor = 10 * 1000 / seconds  # at least 10 requests of 1000 records in a run, or P95 means nothing
     if best == 0.0 and high is not None:
         # even 40 % of the peak misses the goal: halve until a rate meets it (a busy machine, or long batches)
         for _ in range(4):
             rate = high / 2
+            if rate < floor:
+                break
             if step(rate):
                 best, low = rate, rate
                 break

@@ -338,11 +338,16 @@ def run_load(cfg: LoadConfig, on_start: Callable[[Sequence[float]], Any] | None 
                 p.join(timeout=5)
                 if p.is_alive():
                     p.terminate()
-    return merge(results)
+    return merge(results, cfg.duration_s if cfg.rate is not None else 0.0)
 
 
-def merge(results: list[ProcessResult]) -> LoadResult:
-    """One result from the processes' results."""
+def merge(results: list[ProcessResult], scheduled_s: float = 0.0) -> LoadResult:
+    """One result from the processes' results.
+
+    events/s is acknowledged records over the time from the first send to the last
+    answer; in an open loop at least the scheduled duration (a slow rate sends its
+    last request well before the end).
+    """
     lat = np.concatenate([r.latencies_ms for r in results]) if results else np.empty(0)
     statuses: dict[str, int] = {}
     acked: dict[str, tuple[int, int]] = {}
@@ -357,7 +362,7 @@ def merge(results: list[ProcessResult]) -> LoadResult:
     acked_records = sum(n for _app, n in acked.values())
     started = min((r.started for r in results), default=0.0)
     finished = max((r.finished for r in results), default=0.0)
-    elapsed = max(finished - started, 1e-9)
+    elapsed = max(finished - started, scheduled_s, 1e-9)
     p50 = p95 = p99 = None
     if lat.size:
         p50, p95, p99 = (float(x) for x in np.percentile(lat, [50, 95, 99]))
