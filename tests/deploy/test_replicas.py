@@ -46,12 +46,17 @@ class Cluster:
             return 0.0
         return sum(float(v) for v in re.findall(r"^unmo_records_total\{[^}]*\} ([0-9.e+]+)$", text, re.M))
 
-    def kill_and_restart(self, i: int) -> None:
-        old = self.replicas[i]
-        old.signal(signal.SIGKILL)
-        old.wait(10)
+    def kill(self, i: int) -> None:
+        self.replicas[i].signal(signal.SIGKILL)
+        self.replicas[i].wait(10)
+
+    def restart(self, i: int) -> None:
         time.sleep(0.5)  # traffic meanwhile goes to the other replica
-        self.replicas[i] = ServerProcess(self.database.url, port=old.port).start(timeout=60)
+        self.replicas[i] = ServerProcess(self.database.url, port=self.replicas[i].port).start(timeout=60)
+
+    def kill_and_restart(self, i: int) -> None:
+        self.kill(i)
+        self.restart(i)
 
     def stop(self) -> None:
         self.lb.stop()
@@ -109,20 +114,29 @@ def test_own_traffic_survives_replica_kills(cluster: Cluster, database: TestData
     jobs = [(app, w) for _a, app in apps for w in range(3)]
     progress = Progress(total=sum(len(app.rounds[w]) for app, w in jobs))
     acks: list[Ack] = []
+    # no worker goes past 85 % of its rounds before the second kill: both kills hit traffic
+    second_kill = threading.Event()
     threads = [threading.Thread(target=run_worker, args=(cluster.lb.url, app, w, progress, acks, 0.1,
-                                                         rng.randrange(1 << 30)), daemon=True)
+                                                         rng.randrange(1 << 30), (0.85, second_kill)),
+                                daemon=True)
                for app, w in jobs]
     for t in threads:
         t.start()
     kills: list[float] = []
     # kill the busier replica at 25 % of the rounds, then the other one at 60 %
     first = max((0, 1), key=cluster.served)
-    for at, victim in ((0.25, first), (0.60, 1 - first)):
-        deadline = time.monotonic() + 60
-        while progress.fraction() < at and time.monotonic() < deadline and any(t.is_alive() for t in threads):
-            time.sleep(0.02)
-        kills.append(progress.fraction())
-        cluster.kill_and_restart(victim)
+    try:
+        for at, victim in ((0.25, first), (0.60, 1 - first)):
+            deadline = time.monotonic() + 90
+            while progress.fraction() < at and time.monotonic() < deadline and any(t.is_alive() for t in threads):
+                time.sleep(0.02)
+            kills.append(progress.fraction())
+            cluster.kill(victim)
+            if len(kills) == 2:
+                second_kill.set()
+            cluster.restart(victim)
+    finally:
+        second_kill.set()
     for t in threads:
         t.join(120)
     assert not progress.failures, progress.failures[:5]

@@ -165,11 +165,17 @@ def send_until_acked(client: httpx.Client, key: str, records: list[dict[str, Any
 
 
 def run_worker(url: str, app: AppTraffic, w: int, progress: Progress, acks: list[Ack], pause_s: float,
-               seed: int) -> None:
+               seed: int, gate: tuple[float, threading.Event] | None = None) -> None:
+    """Send worker w's rounds in order.  With ``gate=(share, event)`` the worker waits for the
+    event before sending past that share of its rounds, so that what the test does at that
+    event (a kill) happens while traffic is still flowing, however fast the machine is."""
     rng = random.Random(seed)
     key = app.keys[w % len(app.keys)]
+    rounds = app.rounds[w]
     with httpx.Client(base_url=url, timeout=httpx.Timeout(20.0, connect=2.0)) as client:
-        for batch in app.rounds[w]:
+        for k, batch in enumerate(rounds):
+            if gate is not None and k >= gate[0] * len(rounds):
+                gate[1].wait(120)
             ack = send_until_acked(client, key, batch, progress, rng)
             if ack is None:
                 return
