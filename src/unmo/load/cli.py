@@ -43,6 +43,7 @@ def _check_range(flag: str, value: float | None, low: float, high: float) -> Non
 def cmd_load(args: argparse.Namespace) -> int:
     import asyncpg
 
+    from unmo.load.client import Target
     from unmo.load.driver import LoadConfig, run_load
     from unmo.load.report import progress, table
     from unmo.load.verify import app_ids_for_keys, create_load_apps, verify_stored
@@ -90,6 +91,10 @@ def cmd_load(args: argparse.Namespace) -> int:
 
     if not args.url:
         raise _usage("--url: required (the ingest server, e.g. http://127.0.0.1:8080)")
+    try:
+        Target(args.url)
+    except ValueError as exc:
+        raise _usage(f"--{exc}") from None
     keys: list[str] = list(args.key or [])
     if len(keys) > args.apps:
         args.apps = len(keys)
@@ -120,10 +125,7 @@ def cmd_load(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise _usage(str(exc)) from None
     mode = f"closed loop, {concurrency} connections" if concurrency else f"open loop, {args.rate:,.0f} events/s"
-    try:
-        result = run_load(cfg, on_start=progress(duration, args.processes, "unmo load") if show_progress else None)
-    except ValueError as exc:  # a bad --url
-        raise _usage(str(exc)) from None
+    result = run_load(cfg, on_start=progress(duration, args.processes, "unmo load") if show_progress else None)
     if args.database_url:
         async def check() -> str | None:
             conn = await asyncpg.connect(args.database_url)
