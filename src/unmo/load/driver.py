@@ -155,23 +155,24 @@ class _Run:
     def _answered(self, no: int, app: int, status: int, body: bytes, latency_s: float) -> None:
         key = request_key(self.prefix, no)
         self.latencies.append(latency_s * 1000.0)
-        self._count(str(status))
         self.last_answer = time.monotonic()
         c, b = self.counters, self.base
         c[b] += 1
         if status == 200:
             try:
                 ack = _ack.decode(body)
-            except msgspec.DecodeError:
+            except msgspec.DecodeError:  # a 200 that is not the API's answer: nothing known of the request
                 self._count("bad_answer")
                 self.unanswered.append(key)
                 c[b + 2] += 1
                 return
+            self._count("200")
             self.acked[key] = (app, ack.accepted)
             self.duplicates += ack.duplicates
             self.rejected += len(ack.errors)
             c[b + 1] += ack.accepted
         else:
+            self._count(str(status))
             self.refused.append(key)
             c[b + 2] += 1
 
