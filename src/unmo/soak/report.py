@@ -37,15 +37,12 @@ def _shade(ax: Any, result: dict[str, Any], samples: list[dict[str, Any]]) -> No
         alpha=0.15,
         label=f"spike {spike['factor']:g}x",
     )
-    for key, style in (("shed_started_s", "--"), ("shed_stopped_s", ":")):
+    for key, style, label in (
+        ("shed_started_s", "--", "shedding started"),
+        ("shed_stopped_s", ":", "shedding stopped"),
+    ):
         if result.get(key) is not None:
-            ax.axvline(
-                result[key] * scale,
-                color="red",
-                linestyle=style,
-                linewidth=1,
-                label=key.replace("_s", "").replace("_", " "),
-            )
+            ax.axvline(result[key] * scale, color="red", linestyle=style, linewidth=1, label=label)
 
 
 def plot(samples: list[dict[str, Any]], result: dict[str, Any], out: Path) -> dict[str, Path]:
@@ -77,10 +74,12 @@ def plot(samples: list[dict[str, Any]], result: dict[str, Any], out: Path) -> di
     ax.set_xlabel(xlabel)
     ax.set_ylabel("MB")
     slope = result.get("rss_slope_mb_per_h")
+    judged = (
+        ("yes" if result.get("leak") else "no") if result.get("leak_judged") else "run too short to judge"
+    )
     ax.set_title(
         f"Memory: RSS slope {slope if slope is not None else '-'} MB/h "
-        f"(expected state growth {result.get('expected_state_mb_per_h')} MB/h, "
-        f"leak: {'yes' if result.get('leak') else 'no'})",
+        f"(expected state growth {result.get('expected_state_mb_per_h')} MB/h, leak: {judged})",
         fontsize=9,
     )
     warm = result.get("warmup_s")
