@@ -67,9 +67,8 @@ def _print_table(profile: Profile, out: dict[str, Any]) -> None:
     from rich.table import Table
 
     console = Console()
-    head = Table(
-        title=f"unmo simulate: {profile.title} ({profile.name}, {profile.integration})", show_header=False
-    )
+    console.print(f"[bold]unmo simulate[/bold]: {profile.title} ({profile.name}, {profile.integration})")
+    head = Table(show_header=False)
     for key in (
         "installs",
         "agreement",
