@@ -5,7 +5,9 @@ import pytest
 
 from unmo.pgcopy import ColType, encode
 
-COLUMNS = "a smallint, b integer, c bigint, d double precision, e timestamptz, f text, g jsonb, h inet, i boolean"
+COLUMNS = (
+    "a smallint, b integer, c bigint, d double precision, e timestamptz, f text, g jsonb, h inet, i boolean"
+)
 
 
 def _columns():
@@ -26,8 +28,10 @@ def test_every_column_type_round_trips(database):
     async def go(conn):
         await conn.execute(f"CREATE TEMP TABLE t ({COLUMNS})")
         await conn.copy_to_table("t", source=memoryview(encode(3, _columns())), format="binary")
-        return await conn.fetch("SELECT a, b, c, d, (extract(epoch from e) * 1000)::bigint AS e, f, g::text, host(h) AS h, i "
-                                "FROM t ORDER BY c DESC")
+        return await conn.fetch(
+            "SELECT a, b, c, d, (extract(epoch from e) * 1000)::bigint AS e, f, g::text, host(h) AS h, i "
+            "FROM t ORDER BY c DESC"
+        )
 
     rows = database.call(go)
     assert [tuple(r) for r in rows] == [
@@ -40,20 +44,25 @@ def test_every_column_type_round_trips(database):
 def test_rows_select_and_order_the_output(database):
     async def go(conn):
         await conn.execute(f"CREATE TEMP TABLE t ({COLUMNS})")
-        await conn.copy_to_table("t", source=memoryview(encode(3, _columns(), np.array([2, 0]))), format="binary")
+        await conn.copy_to_table(
+            "t", source=memoryview(encode(3, _columns(), np.array([2, 0]))), format="binary"
+        )
         return [r["a"] for r in await conn.fetch("SELECT a FROM t")]
 
     assert database.call(go) == [3, 1]
 
 
-@pytest.mark.parametrize(("columns", "error"), [
-    ([(ColType.INT8, [1, 2], None)], "has 2 rows, expected 3"),
-    ([(ColType.TEXT, ["a", "b"], None)], "must be a list of 3 values"),
-    ([(ColType.INET, [b"\x01\x02", None, None], None)], "4 or 16 packed bytes"),
-    ([(ColType.TEXT, [1, None, None], None)], "expected str, bytes or None, got int"),
-    ([(99, [1, 2, 3], None)], "unknown column code 99"),
-    ([], "expected 1..1600 columns"),
-])
+@pytest.mark.parametrize(
+    ("columns", "error"),
+    [
+        ([(ColType.INT8, [1, 2], None)], "has 2 rows, expected 3"),
+        ([(ColType.TEXT, ["a", "b"], None)], "must be a list of 3 values"),
+        ([(ColType.INET, [b"\x01\x02", None, None], None)], "4 or 16 packed bytes"),
+        ([(ColType.TEXT, [1, None, None], None)], "expected str, bytes or None, got int"),
+        ([(99, [1, 2, 3], None)], "unknown column code 99"),
+        ([], "expected 1..1600 columns"),
+    ],
+)
 def test_bad_columns_are_refused(columns, error):
     with pytest.raises((ValueError, TypeError), match=error):
         encode(3, columns)
