@@ -21,7 +21,15 @@ from typing import Any
 import asyncpg
 
 from unmo.errors import ValidationError, cut
-from unmo.reports.rollup import DAILY_COUNTERS, SOURCE_CAMPAIGN, SOURCE_LABELS, SOURCE_UNATTRIBUTED
+from unmo.reports import levels
+from unmo.reports.rollup import (
+    DAILY_COUNTERS,
+    GRAIN_CAMPAIGN,
+    GRAIN_COLUMNS,
+    GRAIN_FULL,
+    SOURCE_LABELS,
+    SOURCE_UNATTRIBUTED,
+)
 
 DIMENSIONS = ("network", "campaign", "adset", "ad", "site", "platform")
 CAMPAIGN_DIMENSIONS = DIMENSIONS[:5]
@@ -185,22 +193,6 @@ def money(micros: int) -> Decimal:
     return Decimal(sign + text)
 
 
-def _label_sql(group_by: tuple[str, ...]) -> tuple[str, list[str]]:
-    """The source expression and the dimension columns to group by."""
-    if any(d in CAMPAIGN_DIMENSIONS for d in group_by):
-        return "source", list(group_by)
-    return f"{SOURCE_CAMPAIGN}", list(group_by)
-
-
-def _range_sql(table: str) -> str:
-    # the local days from..to of zone $2, as an exact bucket range (an index range scan) plus the local date
-    # of each bucket (a zone whose midnight does not exist on a DST day must not pull the previous day in)
-    return (f"FROM unmo.{table} WHERE app_id = $1 "
-            "AND bucket >= ($3::date::timestamp AT TIME ZONE $2) "
-            "AND bucket < (($4::date + 1)::timestamp AT TIME ZONE $2) "
-            "AND (bucket AT TIME ZONE $2)::date BETWEEN $3::date AND $4::date")
-
-
 def _labels(source: int, dims: list[str], values: tuple[Any, ...]) -> dict[str, Any]:
     label = SOURCE_LABELS.get(source)
     return {d: (label if label is not None and d in CAMPAIGN_DIMENSIONS else v) for d, v in zip(dims, values,
@@ -211,6 +203,11 @@ async def _fetch(conn: asyncpg.Connection, sql: str, *args: Any) -> list[asyncpg
     # a report is read-only and bounded in time: it never holds up the ingest path for long
     async with conn.transaction(readonly=True):
         await conn.execute(f"SET LOCAL statement_timeout = {STATEMENT_TIMEOUT_MS}")
+        # sums by group are hash aggregates in memory: the planner, which cannot know how many rollup rows
+        # a bucket holds, would otherwise sort tens of thousands of rows by their text columns under the
+        # database's collation, several times slower (measured: bench/test_reports.py)
+        await conn.execute("SET LOCAL work_mem = '64MB'")
+        await conn.execute("SET LOCAL enable_sort = off")
         return list(await conn.fetch(sql, *args))
 
 
@@ -223,96 +220,170 @@ def _sort_key(key: tuple[Any, ...]) -> tuple[Any, ...]:
     return tuple(("" if v is None else v) for v in key)
 
 
+@dataclass
+class _Plan:
+    """What to read for a report: the grain, the dimension columns, the buckets of each local day."""
+
+    grain: int
+    dims: list[str]
+    labelled: bool
+    starts: list[dt.datetime]
+    pieces: levels.Pieces
+
+    @classmethod
+    def make(cls, p: ReportParams) -> _Plan:
+        grain = GRAIN_CAMPAIGN if set(p.group_by) <= set(GRAIN_COLUMNS[GRAIN_CAMPAIGN]) else GRAIN_FULL
+        try:
+            starts = levels.day_starts(p.start, p.end, p.tz)
+        except levels.UnalignedZoneError as exc:
+            raise ParameterError("tz", str(exc).removeprefix("tz: ")) from None
+        return cls(grain, list(p.group_by), any(d in CAMPAIGN_DIMENSIONS for d in p.group_by), starts,
+                   levels.pieces(starts, hours=grain == GRAIN_CAMPAIGN, days=True))
+
+    def args(self, app_id: int) -> list[Any]:
+        """$1..$9 of _sql: app, pieces, grain, day starts, delta range."""
+        pc = self.pieces
+        return [app_id, pc.level, pc.bucket, pc.sign, pc.day, self.grain, self.starts, self.starts[0],
+                self.starts[-1]]
+
+    def sql(self, rollup: str, delta: str, sums: dict[str, str], where: str = "") -> str:
+        """Per local day (index), source, dimensions and currency: ``sums`` (name -> expression of the row
+        ``{t}``; ``{num}`` casts the deltas' text revenue) over the rollup's pieces, plus the deltas not
+        folded yet; ``where`` (of ``{t}``) keeps some rows only."""
+        src = "{t}.source" if self.labelled else "0"
+        dims = "".join(f", {{t}}.{d}" for d in self.dims)
+
+        def part(t: str, day: str, frm: str, sign: str, num: str) -> str:
+            cols = ", ".join(f"sum(({expr.format(t=t, num=num)}){sign}) AS {name}" for name, expr in sums.items())
+            return (f"SELECT {day} AS day, {src.format(t=t)} AS source{dims.format(t=t)}, {t}.currency, {cols} "
+                    f"{frm}{where.format(t=t)} GROUP BY 1, 2{dims.format(t=t)}, {t}.currency")
+
+        rolled = part("r", "p.day",
+                      f"FROM unnest($2::smallint[], $3::timestamptz[], $4::integer[], $5::integer[]) "
+                      f"AS p(level, bucket, sign, day) JOIN unmo.{rollup} r ON r.app_id = $1 AND r.grain = $6 "
+                      f"AND r.level = p.level AND r.bucket = p.bucket", " * p.sign", "")
+        # deltas are 15-minute buckets: width_bucket finds each one's local day among the day starts
+        pending = part("d", "width_bucket(d.bucket, $7::timestamptz[]) - 1",
+                       f"FROM unmo.{delta} d WHERE d.app_id = $1 AND d.bucket >= $8 AND d.bucket < $9", "",
+                       "::numeric")
+        outer_dims = "".join(f", {d}" for d in self.dims)
+        outer = ", ".join(f"sum({name}) AS {name}" for name in sums)
+        return (f"SELECT day, source{outer_dims}, currency, {outer} FROM ({rolled} UNION ALL {pending}) u "
+                f"GROUP BY day, source{outer_dims}, currency LIMIT {MAX_ROWS * 4 + 1}")
+
+
+async def _daily_rows(conn: asyncpg.Connection, app_id: int, plan: _Plan, where: str = "") -> list[asyncpg.Record]:
+    sums = {c: "{t}.revenue_micros{num}" if c == "revenue_micros" else f"{{t}}.{c}" for c in DAILY_COUNTERS}
+    records = await _fetch(conn, plan.sql("report_rollup", "report_delta", sums, where), *plan.args(app_id))
+    _check_rows(len(records), MAX_ROWS * 4)
+    return records
+
+
 async def daily(conn: asyncpg.Connection, app_id: int, p: ReportParams) -> Report:
     """Per local day and group: clicks, impressions, installs, ..., revenue per currency (docs/reports.md)."""
-    source, dims = _label_sql(p.group_by)
-    dim_sql = "".join(f", {d}" for d in dims)
-    sums = ", ".join(f"sum({c})::bigint AS {c}" for c in DAILY_COUNTERS if c != "revenue_micros")
-    sql = (f"SELECT (bucket AT TIME ZONE $2)::date AS day, {source} AS source{dim_sql}, currency, {sums}, "
-           f"sum(revenue_micros) AS revenue_micros {_range_sql('report_rollup')} "
-           f"GROUP BY 1, 2{dim_sql}, currency LIMIT {MAX_ROWS * 4 + 1}")
-    records = await _fetch(conn, sql, app_id, p.tz, p.start, p.end)
-    _check_rows(len(records), MAX_ROWS * 4)
-    acc: dict[tuple[Any, ...], dict[str, Any]] = {}
+    plan = _Plan.make(p)
+    nd = len(plan.dims)
+    # record layout of _Plan.sql: day, source, dims..., currency, DAILY_COUNTERS...
+    first = 3 + nd
+    count_at = [first + DAILY_COUNTERS.index(c) for c in DAILY_COLUMNS]
+    revenue_at = first + DAILY_COUNTERS.index("revenue_micros")
+    acc: dict[tuple[Any, ...], tuple[list[int], dict[str, int]]] = {}
     currencies: set[str] = set()
-    for r in records:
-        key = (r["day"], r["source"], *[r[d] for d in dims])
-        row = acc.get(key)
-        if row is None:
-            row = acc[key] = {"date": r["day"].isoformat(), **_labels(r["source"], dims, key[2:]),
-                              **dict.fromkeys(DAILY_COLUMNS.values(), 0), "revenue": {}}
-        for counter, column in DAILY_COLUMNS.items():
-            row[column] += r[counter]
-        if r["currency"] is not None:
-            currencies.add(r["currency"])
-            row["revenue"][r["currency"]] = row["revenue"].get(r["currency"], 0) + int(r["revenue_micros"])
+    for r in await _daily_rows(conn, app_id, plan):
+        v = tuple(r)
+        counts = [v[i] for i in count_at]
+        revenue = int(v[revenue_at] or 0)
+        if not revenue and not any(counts):
+            continue  # a group the day's edges took out again (the complement of a partial day)
+        key = v[:2 + nd]
+        e = acc.get(key)
+        if e is None:
+            e = acc[key] = ([0] * len(counts), {})
+        totals = e[0]
+        for j, x in enumerate(counts):
+            totals[j] += x
+        currency = v[2 + nd]
+        if currency is not None:
+            currencies.add(currency)
+            e[1][currency] = e[1].get(currency, 0) + revenue
     _check_rows(len(acc))
-    rows = [acc[k] for k in sorted(acc, key=_sort_key)]
-    totals: dict[str, Any] = {**dict.fromkeys(DAILY_COLUMNS.values(), 0), "revenue": {}}
-    for row in rows:
-        for column in DAILY_COLUMNS.values():
-            totals[column] += row[column]
-        for c, m in row["revenue"].items():
-            totals["revenue"][c] = totals["revenue"].get(c, 0) + m
-        row["revenue"] = {c: money(m) for c, m in sorted(row["revenue"].items())}
-    totals["revenue"] = {c: money(m) for c, m in sorted(totals["revenue"].items())}
-    return Report("daily", app_id, p, rows, sorted(currencies), totals)
-
-
-def _local_midnight_utc(day: dt.date, tz: str) -> dt.datetime:
-    return dt.datetime.combine(day, dt.time(), zoneinfo.ZoneInfo(tz)).astimezone(dt.UTC)
+    columns = list(DAILY_COLUMNS.values())
+    grand = [0] * len(columns)
+    grand_revenue: dict[str, int] = {}
+    rows = []
+    for key in sorted(acc, key=_sort_key):
+        counts, revenue_by = acc[key]
+        for j, x in enumerate(counts):
+            grand[j] += x
+        for c, m in revenue_by.items():
+            grand_revenue[c] = grand_revenue.get(c, 0) + m
+        rows.append({"date": (p.start + dt.timedelta(days=key[0])).isoformat(),
+                     **_labels(key[1], plan.dims, key[2:]), **dict(zip(columns, counts, strict=True)),
+                     "revenue": {c: money(m) for c, m in sorted(revenue_by.items())}})
+    summary: dict[str, Any] = {**dict(zip(columns, grand, strict=True)),
+                               "revenue": {c: money(m) for c, m in sorted(grand_revenue.items())}}
+    return Report("daily", app_id, p, rows, sorted(currencies), summary)
 
 
 async def cohorts(conn: asyncpg.Connection, app_id: int, p: ReportParams, *, now: dt.datetime | None = None) -> Report:
     """Per local install day and group: installs, revenue to date, and for each day N after the install the
     devices active that day (retained, retention) and the revenue through day N (docs/reports.md)."""
     now = now or dt.datetime.now(dt.UTC)
-    source, dims = _label_sql(p.group_by)
-    labelled = source == "source"
-    dim_sql = "".join(f", {d}" for d in dims)
-    # installs (new installs, as in the daily report) and, as its own row, the revenue of unattributed events
-    base = (f"SELECT (bucket AT TIME ZONE $2)::date AS day, {source} AS source{dim_sql}, currency, "
-            f"sum(installs)::bigint AS installs, sum(revenue_micros) AS revenue_micros "
-            f"{_range_sql('report_rollup')} AND (installs > 0 "
-            f"{f'OR source = {SOURCE_UNATTRIBUTED}' if labelled else ''}) "
-            f"GROUP BY 1, 2{dim_sql}, currency LIMIT {MAX_ROWS * 4 + 1}")
-    last = p.days[-1] if p.days else 0
-    activity = (f"SELECT (bucket AT TIME ZONE $2)::date AS day, {source} AS source{dim_sql}, currency, "
-                f"least(day_n, $5) AS dn, sum(retained)::bigint AS retained, sum(revenue_micros) AS revenue_micros "
-                f"{_range_sql('report_cohort')} "
-                f"GROUP BY 1, 2{dim_sql}, currency, least(day_n, $5) LIMIT {MAX_ROWS * 40 + 1}")
-    installs = await _fetch(conn, base, app_id, p.tz, p.start, p.end)
-    _check_rows(len(installs), MAX_ROWS * 4)
-    active = await _fetch(conn, activity, app_id, p.tz, p.start, p.end, last + 1)
-    _check_rows(len(active), MAX_ROWS * 40)
+    plan = _Plan.make(p)
+    dims = plan.dims
+    nd = len(dims)
+    # installs (new installs, as in the daily report) and, as its own row, what unattributed events brought
+    keep = f" AND ({{t}}.installs > 0 OR {{t}}.source = {SOURCE_UNATTRIBUTED})" if plan.labelled else \
+        " AND {t}.installs > 0"
+    installs = await _daily_rows(conn, app_id, plan, keep)
+    # day N's retained devices and the revenue through day N, per cohort group, summed in the database
+    sums = {"revenue_micros": "{t}.revenue_micros{num}"}
+    for n in p.days:
+        sums[f"retained_{n}"] = f"CASE WHEN {{t}}.day_n = {n} THEN {{t}}.retained ELSE 0 END"
+        sums[f"revenue_{n}"] = f"CASE WHEN {{t}}.day_n <= {n} THEN {{t}}.revenue_micros{{num}} ELSE 0 END"
+    active = await _fetch(conn, plan.sql("cohort_rollup", "cohort_delta", sums), *plan.args(app_id))
+    _check_rows(len(active), MAX_ROWS * 4)
 
     acc: dict[tuple[Any, ...], dict[str, Any]] = {}
     currencies: set[str] = set()
 
-    def entry(r: asyncpg.Record) -> dict[str, Any]:
-        key = (r["day"], r["source"], *[r[d] for d in dims])
+    def entry(key: tuple[Any, ...]) -> dict[str, Any]:
         e = acc.get(key)
         if e is None:
-            e = acc[key] = {"day": r["day"], "source": r["source"], "labels": _labels(r["source"], dims, key[2:]),
-                            "installs": 0, "revenue": {}, "retained": {}, "by_dn": {}}
+            e = acc[key] = {"installs": 0, "revenue": {}, "retained": dict.fromkeys(p.days, 0),
+                            "through": {n: {} for n in p.days}}
         return e
 
     for r in installs:
-        e = entry(r)
+        v = tuple(r)
+        key = v[:2 + nd]
+        # (the filter keeps whole rows of a source-2 group, but of other groups only those with installs:
+        # only their installs add up)
+        if not (r["installs"] if key[1] != SOURCE_UNATTRIBUTED
+                else r["opens"] or r["events"] or r["revenue_micros"]):
+            continue  # nothing, or taken out again by a partial day's complement
+        e = entry(key)
         e["installs"] += r["installs"]
-        if r["source"] == SOURCE_UNATTRIBUTED and r["currency"] is not None:
-            currencies.add(r["currency"])
-            e["revenue"][r["currency"]] = e["revenue"].get(r["currency"], 0) + int(r["revenue_micros"])
+        currency = v[2 + nd]
+        if key[1] == SOURCE_UNATTRIBUTED and currency is not None:
+            currencies.add(currency)
+            e["revenue"][currency] = e["revenue"].get(currency, 0) + int(r["revenue_micros"])
     for r in active:
-        e = entry(r)
-        dn = r["dn"]
-        e["retained"][dn] = e["retained"].get(dn, 0) + r["retained"]
-        if r["currency"] is not None:
-            currencies.add(r["currency"])
-            m = int(r["revenue_micros"])
-            e["revenue"][r["currency"]] = e["revenue"].get(r["currency"], 0) + m
-            by = e["by_dn"].setdefault(dn, {})
-            by[r["currency"]] = by.get(r["currency"], 0) + m
+        v = tuple(r)
+        key = v[:2 + nd]
+        currency = v[2 + nd]
+        retained = {n: r[f"retained_{n}"] for n in p.days}
+        total = int(r["revenue_micros"] or 0)
+        if not any(retained.values()) and not total and not any(r[f"revenue_{n}"] for n in p.days):
+            continue  # nothing, or taken out again by a partial day's complement
+        e = entry(key)
+        for n, k in retained.items():
+            e["retained"][n] += k
+        if currency is not None:
+            currencies.add(currency)
+            e["revenue"][currency] = e["revenue"].get(currency, 0) + total
+            for n in p.days:
+                e["through"][n][currency] = e["through"][n].get(currency, 0) + int(r[f"revenue_{n}"])
     _check_rows(len(acc))
 
     rows: list[dict[str, Any]] = []
@@ -321,41 +392,38 @@ async def cohorts(conn: asyncpg.Connection, app_id: int, p: ReportParams, *, now
     total_days: dict[int, dict[str, Any]] = {n: {"retained": 0, "revenue": {}} for n in p.days}
     for key in sorted(acc, key=_sort_key):
         e = acc[key]
-        row: dict[str, Any] = {"date": e["day"].isoformat(), **e["labels"], "installs": e["installs"],
-                               "revenue": {c: money(m) for c, m in sorted(e["revenue"].items())}}
+        source = key[1]
+        row: dict[str, Any] = {"date": (p.start + dt.timedelta(days=key[0])).isoformat(),
+                               **_labels(source, dims, key[2:]), "installs": e["installs"],
+                               "revenue": {c: money(m) for c, m in sorted(e["revenue"].items()) if m}}
         for c, m in e["revenue"].items():
             total_revenue[c] = total_revenue.get(c, 0) + m
         days: dict[str, Any] = {}
-        if e["source"] == SOURCE_UNATTRIBUTED:
+        if source == SOURCE_UNATTRIBUTED:
             # no install, so no day after it: the row holds the day's revenue of unattributed events
             days = dict.fromkeys(str(n) for n in p.days)
         else:
             total_installs += e["installs"]
-            day_end = _local_midnight_utc(e["day"] + dt.timedelta(days=1), p.tz)
-            cumulative: dict[str, int] = {}
-            dn_seen = 0
+            day_end = plan.starts[key[0] + 1]
             for n in p.days:
-                while dn_seen <= n:
-                    for c, m in e["by_dn"].get(dn_seen, {}).items():
-                        cumulative[c] = cumulative.get(c, 0) + m
-                    dn_seen += 1
-                retained = e["retained"].get(n, 0)
+                retained = e["retained"][n]
+                through = {c: m for c, m in sorted(e["through"][n].items()) if m}
                 days[str(n)] = {
                     "retained": retained,
                     "retention": retained / e["installs"] if e["installs"] else None,
-                    "revenue": {c: money(m) for c, m in sorted(cumulative.items())},
+                    "revenue": {c: money(m) for c, m in through.items()},
                     # every install of the day has lived through its whole day N
                     "complete": now >= day_end + dt.timedelta(days=n + 1),
                 }
                 t = total_days[n]
                 t["retained"] += retained
-                for c, m in cumulative.items():
+                for c, m in through.items():
                     t["revenue"][c] = t["revenue"].get(c, 0) + m
         row["days"] = days
         rows.append(row)
     totals = {
         "installs": total_installs,
-        "revenue": {c: money(m) for c, m in sorted(total_revenue.items())},
+        "revenue": {c: money(m) for c, m in sorted(total_revenue.items()) if m},
         "days": {str(n): {"retained": t["retained"],
                           "retention": t["retained"] / total_installs if total_installs else None,
                           "revenue": {c: money(m) for c, m in sorted(t["revenue"].items())}}

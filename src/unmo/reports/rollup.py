@@ -6,16 +6,18 @@ that stores the records, right after the kernel decided them
 they are written once, by the process that commits the records (a catch-up
 replay of another process's records never touches them).
 
-Per-row work is numpy; Python loops run per distinct group, per revenue event
-and per distinct inherited install of the flush, so the rollups add little to a
-flush (measured in bench/test_reports.py).  The app's ``app_log`` row is locked
-for the whole flush, so two processes never upsert the same app's rollup rows
-at once: no lock waits, no deadlocks.
+A flush sums its records per 15-minute bucket and group in numpy and appends
+the sums to ``report_delta`` and ``cohort_delta`` with one binary COPY each
+(no index lookups, no row locks).  About every FOLD_EVERY_S seconds per app, a
+flush also folds the app's deltas into ``report_rollup`` and ``cohort_rollup``
+(quarters, hours and UTC days; see migrations/0002_reports.sql) in one
+set-based statement.  The app's ``app_log`` row is locked for the whole flush,
+so two processes never write the same app's rollups at once.
 """
 
 from __future__ import annotations
 
-import datetime as dt
+import time
 from typing import Any
 
 import asyncpg
@@ -25,15 +27,23 @@ from unmo.hashing import xxh64
 from unmo.ingest.batch import Batch, to_signed
 from unmo.kernel import AppKernel, Decisions
 from unmo.model import Kind, Outcome
+from unmo.pgcopy import ColType, encode
 
 QUARTER_MS = 15 * 60_000
 DAY_MS = 86_400_000
+FOLD_EVERY_S = 30.0
 
 # rollup ``source``: what the group columns mean
 SOURCE_CAMPAIGN = 0        # a touch's own campaign, or the campaign an install/open/event is attributed to
 SOURCE_ORGANIC = 1         # installs without a winning touch, and the opens/events of their devices
 SOURCE_UNATTRIBUTED = 2    # opens/events of devices with no known install
 SOURCE_LABELS = {SOURCE_ORGANIC: "organic", SOURCE_UNATTRIBUTED: "unattributed"}
+
+GRAIN_FULL = 0             # network, campaign, adset, ad, site, platform: quarters and UTC days
+GRAIN_CAMPAIGN = 1         # network, campaign, adset, platform: quarters, hours and UTC days
+GRAIN_COLUMNS = {GRAIN_FULL: ("network", "campaign", "adset", "ad", "site", "platform"),
+                 GRAIN_CAMPAIGN: ("network", "campaign", "adset", "platform")}
+LEVEL_QUARTER, LEVEL_HOUR, LEVEL_DAY = 0, 1, 2
 
 PLATFORMS: tuple[str | None, ...] = (None, "ios", "android")
 REJECT_CTIT = 1            # unmo.kernel.REASON_NAMES: 1 ctit_anomaly
@@ -45,23 +55,29 @@ DAILY_COUNTERS = (
     "opens", "events", "revenue_micros", "ctit_rejected", "blocklisted",
 )
 COHORT_COUNTERS = ("opens", "events", "revenue_micros", "retained")
-GROUP_COLUMNS = ("network", "campaign", "adset", "ad", "site", "platform", "currency")
+LABEL_COLUMNS = ("network", "campaign", "adset", "ad", "site", "platform", "currency")
 
-Group = tuple[int, tuple[str | None, ...], str | None, str | None]  # source, campaign, platform, currency
-_group_keys: dict[Group, int] = {}
+Campaign = tuple[str | None, ...]
+_keys: dict[tuple[int, Campaign, str | None, str | None], tuple[int, int]] = {}
+_folded_at: dict[int, float] = {}   # app_id -> time.monotonic() this process last folded the app's deltas
 
 
-def group_key(source: int, campaign: tuple[str | None, ...], platform: str | None, currency: str | None) -> int:
-    """The signed XXH64 of a group: the narrow primary-key column of the rollup tables."""
+def _hash(parts: tuple[Any, ...]) -> int:
+    text = "\x1f".join(_NONE if v is None else str(v) for v in parts)
+    return to_signed(xxh64(text, _GROUP_SEED))
+
+
+def group_keys(source: int, campaign: Campaign, platform: str | None, currency: str | None) -> tuple[int, int]:
+    """The signed XXH64 of a group at the full and at the campaign grain: narrow primary-key columns."""
     g = (source, campaign, platform, currency)
-    key = _group_keys.get(g)
-    if key is None:
-        text = "\x1f".join([str(source), *(_NONE if v is None else v for v in (*campaign, platform, currency))])
-        key = to_signed(xxh64(text, _GROUP_SEED))
-        if len(_group_keys) > 200_000:  # bounded: campaign names come from outsiders
-            _group_keys.clear()
-        _group_keys[g] = key
-    return key
+    keys = _keys.get(g)
+    if keys is None:
+        keys = (_hash((GRAIN_FULL, source, *campaign, platform, currency)),
+                _hash((GRAIN_CAMPAIGN, source, campaign[0], campaign[1], campaign[2], platform, currency)))
+        if len(_keys) > 200_000:  # bounded: campaign names come from outsiders
+            _keys.clear()
+        _keys[g] = keys
+    return keys
 
 
 def micros(revenue: float) -> int:
@@ -70,22 +86,103 @@ def micros(revenue: float) -> int:
     return round(revenue * 1e6)
 
 
-def _upsert_sql(table: str, key_columns: tuple[str, ...], key_types: tuple[str, ...],
-                counters: tuple[str, ...]) -> str:
-    columns = (*key_columns, "source", *GROUP_COLUMNS, *counters)
-    types = (*key_types, "smallint", *["text"] * len(GROUP_COLUMNS),
-             *["numeric" if c == "revenue_micros" else "bigint" for c in counters])
-    arrays = ", ".join(f"${i + 2}::{t}[]" for i, t in enumerate(types))
-    updates = ", ".join(f"{c} = r.{c} + excluded.{c}" for c in counters)
-    conflict = ", ".join(("app_id", *[c for c in key_columns]))
-    return (f"INSERT INTO unmo.{table} AS r (app_id, {', '.join(columns)}) "
-            f"SELECT $1, * FROM unnest({arrays}) "
-            f"ON CONFLICT ({conflict}) DO UPDATE SET {updates}")
+def _group_rows(cols: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct rows of int64 key columns: (first index of each distinct row, row -> distinct index).
+
+    One int64 composite key and one sort, instead of numpy's row-wise unique (several times slower)."""
+    n = len(cols[0])
+    key = np.zeros(n, dtype=np.int64)
+    size = 1
+    for col in cols:
+        uniq, code = np.unique(col, return_inverse=True)
+        size *= max(len(uniq), 1)
+        if size >= 1 << 62:  # cannot happen for one flush's columns; stay correct anyway
+            _, first, inverse = np.unique(np.stack(cols, axis=1), axis=0, return_index=True, return_inverse=True)
+            return first, inverse.reshape(-1)
+        key = key * len(uniq) + code.reshape(-1)
+    _, first, inverse = np.unique(key, return_index=True, return_inverse=True)
+    return first, inverse.reshape(-1)
 
 
-_DAILY_SQL = _upsert_sql("report_rollup", ("bucket", "group_key"), ("timestamptz", "bigint"), DAILY_COUNTERS)
-_COHORT_SQL = _upsert_sql("report_cohort", ("bucket", "group_key", "day_n"), ("timestamptz", "bigint", "integer"),
-                          COHORT_COUNTERS)
+class _Sums:
+    """Contributions to a delta table: key columns and counters per row, summed per distinct key."""
+
+    def __init__(self, counters: tuple[str, ...]) -> None:
+        self.counters = counters
+        self.keys: list[np.ndarray] = []
+        self.values: list[np.ndarray] = []
+        self.revenue: list[tuple[int, int]] = []  # (contribution index, micros): exact Python integers
+        self.n = 0
+
+    def add(self, keys: np.ndarray, values: np.ndarray) -> int:
+        start = self.n
+        self.keys.append(keys)
+        self.values.append(values)
+        self.n += len(keys)
+        return start
+
+    def sum(self) -> tuple[np.ndarray, np.ndarray, list[str | None]]:
+        keys = np.concatenate(self.keys)
+        values = np.concatenate(self.values)
+        first, inverse = _group_rows([keys[:, j] for j in range(keys.shape[1])])
+        totals = np.zeros((len(first), values.shape[1]), dtype=np.int64)
+        for j in range(values.shape[1]):
+            totals[:, j] = np.bincount(inverse, weights=values[:, j], minlength=len(first)).astype(np.int64)
+        revenue: list[int | None] = [None] * len(first)
+        for pos, amount in self.revenue:
+            g = int(inverse[pos])
+            revenue[g] = (revenue[g] or 0) + amount
+        return keys[first], totals, [None if r is None else str(r) for r in revenue]
+
+
+def _copy_columns(state: AppKernel, groups: np.ndarray, currencies: list[str | None],
+                  ) -> list[tuple[int, Any, Any]]:
+    """bucket, group_key, camp_key[, day_n], source and the label columns of distinct groups
+    (group columns: quarter, source, camp, plat, cur[, day_n]); Python runs once per distinct label set,
+    not once per bucket."""
+    first, inverse = _group_rows([groups[:, 1], groups[:, 2], groups[:, 3], groups[:, 4]])
+    full: list[int] = []
+    camp: list[int] = []
+    labels: list[list[str | None]] = [[] for _ in LABEL_COLUMNS]
+    empty: Campaign = (None,) * 5
+    for source, ref, plat, cur in groups[first, 1:5].tolist():
+        campaign = state.campaigns[ref] if ref >= 0 else empty
+        platform, currency = PLATFORMS[plat], currencies[cur]
+        k_full, k_camp = group_keys(source, campaign, platform, currency)
+        full.append(k_full)
+        camp.append(k_camp)
+        for j, v in enumerate((*campaign, platform, currency)):
+            labels[j].append(v)
+    cols: list[tuple[int, Any, Any]] = [
+        (ColType.TIMESTAMPTZ_MS, np.ascontiguousarray(groups[:, 0] * QUARTER_MS), None),
+        (ColType.INT8, np.asarray(full, dtype=np.int64)[inverse], None),
+        (ColType.INT8, np.asarray(camp, dtype=np.int64)[inverse], None),
+    ]
+    if groups.shape[1] > 5:
+        cols.append((ColType.INT4, np.ascontiguousarray(groups[:, 5], dtype=np.int32), None))
+    cols.append((ColType.INT2, np.ascontiguousarray(groups[:, 1], dtype=np.int16), None))
+    for col in labels:
+        values = np.empty(len(col), dtype=object)
+        values[:] = col
+        cols.append((ColType.TEXT, values[inverse].tolist(), None))
+    return cols
+
+
+async def _copy(conn: asyncpg.Connection, table: str, columns: tuple[str, ...], app_id: int, state: AppKernel,
+                sums: _Sums, currencies: list[str | None]) -> None:
+    groups, totals, revenue = sums.sum()
+    n = len(groups)
+    cols = [(ColType.INT8, np.full(n, app_id, dtype=np.int64), None), *_copy_columns(state, groups, currencies)]
+    for j, name in enumerate(sums.counters):
+        cols.append((ColType.TEXT, revenue, None) if name == "revenue_micros"
+                    else (ColType.INT8, np.ascontiguousarray(totals[:, j]), None))
+    await conn.copy_to_table(table, schema_name="unmo", source=memoryview(encode(n, cols)), columns=list(columns),
+                             format="binary")
+
+
+_DELTA_COLUMNS = ("app_id", "bucket", "group_key", "camp_key", "source", *LABEL_COLUMNS, *DAILY_COUNTERS)
+_COHORT_DELTA_COLUMNS = ("app_id", "bucket", "group_key", "camp_key", "day_n", "source", *LABEL_COLUMNS,
+                         *COHORT_COUNTERS)
 _ACTIVE_SQL = (
     "INSERT INTO unmo.report_active (app_id, device_key, install_ms, day_n) "
     "SELECT $1, * FROM unnest($2::bigint[], $3::bigint[], $4::integer[]) "
@@ -93,55 +190,49 @@ _ACTIVE_SQL = (
 )
 
 
-class _Rows:
-    """Contributions to a rollup: key columns (int64) and counters, concatenated then summed by group."""
+def _fold_sql(delta: str, rollup: str, counters: tuple[str, ...], extra_key: tuple[str, ...]) -> str:
+    """One statement: take the app's deltas out and add them to the rollup at every level and grain."""
+    key = ", ".join(extra_key)
+    sums = ", ".join(f"coalesce(sum({c}::numeric), 0)" if c == "revenue_micros" else f"sum({c})"
+                     for c in counters)
+    updates = ", ".join(f"{c} = r.{c} + excluded.{c}" for c in counters)
+    columns = ", ".join(("app_id", "level", "bucket", "grain", "group_key", *extra_key, "source", *LABEL_COLUMNS,
+                         *counters))
+    conflict = ", ".join(("app_id", "grain", "level", "bucket", "group_key", *extra_key))
+    parts = []
+    for name, level, grain, bucket, gkey in (
+        ("q_full", LEVEL_QUARTER, GRAIN_FULL, "bucket", "group_key"),
+        ("d_full", LEVEL_DAY, GRAIN_FULL, "date_bin('1 day', bucket, timestamptz '2000-01-01 00:00+00')",
+         "group_key"),
+        ("q_camp", LEVEL_QUARTER, GRAIN_CAMPAIGN, "bucket", "camp_key"),
+        ("h_camp", LEVEL_HOUR, GRAIN_CAMPAIGN, "date_bin('1 hour', bucket, timestamptz '2000-01-01 00:00+00')",
+         "camp_key"),
+        ("d_camp", LEVEL_DAY, GRAIN_CAMPAIGN, "date_bin('1 day', bucket, timestamptz '2000-01-01 00:00+00')",
+         "camp_key"),
+    ):
+        dims = GRAIN_COLUMNS[grain]
+        labels = ", ".join(f"min({c})" if c in dims or c == "currency" else "NULL" for c in LABEL_COLUMNS)
+        parts.append(
+            f"{name} AS (INSERT INTO unmo.{rollup} AS r ({columns}) "
+            f"SELECT app_id, {level}, {bucket}, {grain}, {gkey}{', ' + key if key else ''}, min(source), {labels}, "
+            f"{sums} FROM moved GROUP BY app_id, {bucket}, {gkey}{', ' + key if key else ''} "
+            # in bucket order: a report reads each bucket's rows from a few heap pages, not one page each
+            f"ORDER BY 3 ON CONFLICT ({conflict}) DO UPDATE SET {updates})")
+    return (f"WITH moved AS (DELETE FROM unmo.{delta} WHERE app_id = $1 RETURNING *), " + ", ".join(parts)
+            + " SELECT count(*) FROM moved")
 
-    def __init__(self, counters: tuple[str, ...]) -> None:
-        self.counters = counters
-        self.keys: list[np.ndarray] = []
-        self.values: list[np.ndarray] = []
-        self.revenue: list[tuple[int, int]] = []  # (contribution index, micros): exact Python integers
 
-    def add(self, keys: np.ndarray, values: np.ndarray) -> int:
-        start = sum(len(k) for k in self.keys)
-        self.keys.append(keys)
-        self.values.append(values)
-        return start
-
-    def sum(self) -> tuple[np.ndarray, np.ndarray, list[int]]:
-        keys = np.concatenate(self.keys)
-        values = np.concatenate(self.values)
-        uniq, inverse = np.unique(keys, axis=0, return_inverse=True)
-        inverse = inverse.reshape(-1)
-        totals = np.zeros((len(uniq), values.shape[1]), dtype=np.int64)
-        for j in range(values.shape[1]):
-            totals[:, j] = np.bincount(inverse, weights=values[:, j], minlength=len(uniq)).astype(np.int64)
-        revenue = [0] * len(uniq)
-        for pos, amount in self.revenue:
-            revenue[int(inverse[pos])] += amount
-        return uniq, totals, revenue
+FOLD_DAILY_SQL = _fold_sql("report_delta", "report_rollup", DAILY_COUNTERS, ())
+FOLD_COHORT_SQL = _fold_sql("cohort_delta", "cohort_rollup", COHORT_COUNTERS, ("day_n",))
 
 
-def _bucket_times(quarters: np.ndarray) -> list[dt.datetime]:
-    return [dt.datetime.fromtimestamp(q * (QUARTER_MS // 1000), dt.UTC) for q in quarters.tolist()]
+async def fold(conn: asyncpg.Connection, app_id: int) -> int:
+    """Fold the app's deltas into the rollups (in the caller's transaction); returns the delta rows folded.
 
-
-def _labels(state: AppKernel, uniq: np.ndarray, currencies: list[str | None],
-            col: int) -> tuple[list[int], list[int], list[list[str | None]]]:
-    """Group keys, sources and the text columns of the distinct groups (source, camp, plat, cur from ``col``)."""
-    keys: list[int] = []
-    sources: list[int] = []
-    texts: list[list[str | None]] = [[] for _ in GROUP_COLUMNS]
-    empty: tuple[str | None, ...] = (None,) * 5
-    for source, camp, plat, cur in uniq[:, col:col + 4].tolist():
-        campaign = state.campaigns[camp] if camp >= 0 else empty
-        platform = PLATFORMS[plat]
-        currency = currencies[cur]
-        keys.append(group_key(source, campaign, platform, currency))
-        sources.append(source)
-        for j, v in enumerate((*campaign, platform, currency)):
-            texts[j].append(v)
-    return keys, sources, texts
+    Safe beside concurrent flushes: the DELETE takes only rows committed before it started, and a
+    concurrent fold of the same rows waits for this one and then finds them gone."""
+    n = int(await conn.fetchval(FOLD_DAILY_SQL, app_id))
+    return n + int(await conn.fetchval(FOLD_COHORT_SQL, app_id))
 
 
 async def apply(conn: asyncpg.Connection, app_id: int, state: AppKernel, batch: Batch, d: Decisions) -> None:
@@ -185,13 +276,13 @@ async def apply(conn: asyncpg.Connection, app_id: int, state: AppKernel, batch: 
     is_install = k == Kind.INSTALL
     new_install = is_install & ((o == Outcome.ATTRIBUTED) | (o == Outcome.ORGANIC) | (o == Outcome.REATTRIBUTED))
     touch = (k == Kind.CLICK) | (k == Kind.IMPRESSION)
+    zero = np.zeros(len(rows), dtype=bool)
     values = np.stack([
         k == Kind.CLICK, k == Kind.IMPRESSION, new_install, is_install & (o == Outcome.REATTRIBUTED),
         is_install & (o == Outcome.REINSTALL), is_install & (o == Outcome.ORGANIC), k == Kind.OPEN,
-        k == Kind.EVENT, np.zeros(len(rows), dtype=bool), np.zeros(len(rows), dtype=bool),
-        touch & (o == Outcome.IP_BLOCKLIST),
+        k == Kind.EVENT, zero, zero, touch & (o == Outcome.IP_BLOCKLIST),
     ], axis=1).astype(np.int64)
-    daily = _Rows(DAILY_COUNTERS)
+    daily = _Sums(DAILY_COUNTERS)
     daily.add(np.stack([ts[rows] // QUARTER_MS, source[rows], camp[rows], plat[rows], cur[rows]], axis=1), values)
     position = np.full(batch.n, -1, dtype=np.int64)
     position[rows] = np.arange(len(rows))
@@ -204,12 +295,23 @@ async def apply(conn: asyncpg.Connection, app_id: int, state: AppKernel, batch: 
         daily.add(np.stack([ts[r] // QUARTER_MS, np.zeros(len(r), dtype=np.int64),
                             np.array([c for _, c in ctit], dtype=np.int64), plat[r], np.zeros(len(r), dtype=np.int64)],
                            axis=1), extra)
-    await _write(conn, _DAILY_SQL, app_id, state, daily, currencies, day_n=False)
+    await _copy(conn, "report_delta", _DELTA_COLUMNS, app_id, state, daily, currencies)
 
     # -- cohorts: opens and events that inherit an install, by that install's bucket and day after it
     crow = np.flatnonzero(keep & ((kind == Kind.OPEN) | (kind == Kind.EVENT)) & (inst >= 0))
-    if len(crow) == 0:
-        return
+    if len(crow):
+        await _cohorts(conn, app_id, state, batch, crow, kind, ts, inst, source, camp, plat, cur, revenue_rows,
+                       currencies)
+    now = time.monotonic()
+    if now - _folded_at.get(app_id, 0.0) >= FOLD_EVERY_S:
+        await fold(conn, app_id)
+        _folded_at[app_id] = now
+
+
+async def _cohorts(conn: asyncpg.Connection, app_id: int, state: AppKernel, batch: Batch, crow: np.ndarray,
+                   kind: np.ndarray, ts: np.ndarray, inst: np.ndarray, source: np.ndarray, camp: np.ndarray,
+                   plat: np.ndarray, cur: np.ndarray, revenue_rows: list[tuple[int, int]],
+                   currencies: list[str | None]) -> None:
     slots, slot_of = np.unique(inst[crow], return_inverse=True)
     install_ms = np.fromiter((state.native.install_info(s)[0] for s in slots.tolist()), dtype=np.int64,
                              count=len(slots))[slot_of.reshape(-1)]
@@ -217,7 +319,7 @@ async def apply(conn: asyncpg.Connection, app_id: int, state: AppKernel, batch: 
     # stamped before its install (device clock) counts on day 0
     day_n = np.maximum((ts[crow] - install_ms) // DAY_MS, 0)
     ckeys = np.stack([install_ms // QUARTER_MS, source[crow], camp[crow], plat[crow], cur[crow], day_n], axis=1)
-    cohort = _Rows(COHORT_COUNTERS)
+    cohort = _Sums(COHORT_COUNTERS)
     cvalues = np.zeros((len(crow), len(COHORT_COUNTERS)), dtype=np.int64)
     cvalues[:, 0] = kind[crow] == Kind.OPEN
     cvalues[:, 1] = kind[crow] == Kind.EVENT
@@ -228,27 +330,16 @@ async def apply(conn: asyncpg.Connection, app_id: int, state: AppKernel, batch: 
 
     # retained: the first record of a device on day N of its install counts it, once across all flushes
     device = np.asarray(batch.device_key, dtype=np.int64)[crow]
-    seen, first = np.unique(np.stack([device, install_ms, day_n], axis=1), axis=0, return_index=True)
-    inserted = await conn.fetch(_ACTIVE_SQL, app_id, seen[:, 0].tolist(), seen[:, 1].tolist(), seen[:, 2].tolist())
+    first, _ = _group_rows([device, install_ms, day_n])
+    seen_dev, seen_ms, seen_day = device[first], install_ms[first], day_n[first]
+    inserted = await conn.fetch(_ACTIVE_SQL, app_id, seen_dev.tolist(), seen_ms.tolist(), seen_day.tolist())
     if inserted:
         new = {(r[0], r[1], r[2]) for r in inserted}
-        hit = [i for i, key in enumerate(map(tuple, seen.tolist())) if key in new]
+        hit = [i for i, key in enumerate(zip(seen_dev.tolist(), seen_ms.tolist(), seen_day.tolist(), strict=True))
+               if key in new]
         rk = ckeys[first[hit]].copy()
         rk[:, 4] = 0  # retention is counted on the group's row without currency
         rvalues = np.zeros((len(hit), len(COHORT_COUNTERS)), dtype=np.int64)
         rvalues[:, 3] = 1
         cohort.add(rk, rvalues)
-    await _write(conn, _COHORT_SQL, app_id, state, cohort, currencies, day_n=True)
-
-
-async def _write(conn: asyncpg.Connection, sql: str, app_id: int, state: AppKernel, rows: _Rows,
-                 currencies: list[str | None], *, day_n: bool) -> None:
-    uniq, totals, revenue = rows.sum()
-    keys, sources, texts = _labels(state, uniq, currencies, 1)
-    args: list[Any] = [_bucket_times(uniq[:, 0]), keys]
-    if day_n:
-        args.append(uniq[:, 5].tolist())
-    args += [sources, *texts]
-    for j, name in enumerate(rows.counters):
-        args.append(revenue if name == "revenue_micros" else totals[:, j].tolist())
-    await conn.execute(sql, app_id, *args)
+    await _copy(conn, "cohort_delta", _COHORT_DELTA_COLUMNS, app_id, state, cohort, currencies)

@@ -1,0 +1,301 @@
+"""Reports: what the rollups cost the write path, and how fast a 30-day report reads at 10 million records.
+
+Write path: Writer.flush (the group commit `unmo serve` runs: lock, kernel, COPY,
+rollups, commit) of 10,000-record batches of the load driver's traffic, for two
+apps flushed in turn, one with the report rollups and one with
+``unmo.reports.rollup.apply`` a no-op; the ratio of the medians lands in the
+session's findings.
+
+Read path: one app with UNMO_BENCH_REPORT_RECORDS records (default 10,000,000)
+over 30 days, generated in SQL (generate_series, see FILL) straight into
+unmo.records, and from the same rows the deltas the ingest path would have
+appended; ``rollup.fold`` folds them (timed), then GET /v1/reports/daily and
+/cohorts over the 30 days through a real server.  Each benchmark checks the
+report against counts taken from unmo.records.
+
+    ./run bench bench/test_reports.py -s
+    UNMO_BENCH_REPORT_RECORDS=1000000 ./run bench bench/test_reports.py -s   # a quicker look
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import os
+import statistics
+import time
+from collections.abc import Iterator
+from decimal import Decimal
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+
+from unmo.config import Limits
+from unmo.db.migrate import ensure_partitions
+from unmo.ingest.batch import decode_body
+from unmo.ingest.writer import Submission, Writer
+from unmo.load.workload import Workload, build_templates, new_run_id
+from unmo.reports import rollup
+
+BATCH = 10_000
+ROUNDS = int(os.environ.get("UNMO_BENCH_FLUSH_ROUNDS", "15"))
+RECORDS = int(os.environ.get("UNMO_BENCH_REPORT_RECORDS", "10000000"))
+DAYS = 30
+
+
+# ------------------------------------------------------------------ write path
+@pytest.fixture(scope="module")
+def loop() -> Iterator[asyncio.AbstractEventLoop]:
+    lp = asyncio.new_event_loop()
+    yield lp
+    lp.close()
+
+
+def test_flush_of_10k_records_with_and_without_rollups(benchmark, database, findings, loop, monkeypatch):
+    """Two apps on one writer, flushed in turn (the order alternating every round), one with the report
+    rollups and one with ``rollup.apply`` a no-op: both see the same machine at the same moments."""
+    apps = {True: database.create_app(), False: database.create_app()}
+    templates = build_templates(Workload(batch_size=BATCH, devices=100_000, templates=4), f"rb{new_run_id()}-",
+                                seed=5)
+    real = rollup.apply
+
+    async def no_rollups(*_args: Any) -> None:
+        return None
+
+    async def make_pool() -> asyncpg.Pool:  # inside the loop: the tests' helpers leave no current loop
+        return await asyncpg.create_pool(database.url, min_size=1, max_size=2)
+
+    pool = loop.run_until_complete(make_pool())
+    writer = Writer(pool, Limits())
+    counter = iter(range(1, 10**9))
+
+    def submission(rollups: bool) -> tuple[tuple[bool, list[Submission]], dict[str, Any]]:
+        n = next(counter)
+        now = int(time.time() * 1000)
+        batch = decode_body(templates[n % len(templates)].render(n), msgpack=False, received_ms=now,
+                            limits=Limits()).batch
+        return (rollups, [Submission(apps[rollups]["app_id"], batch, now, loop.create_future())]), {}
+
+    def flush(rollups: bool, subs: list[Submission]) -> None:
+        monkeypatch.setattr(rollup, "apply", real if rollups else no_rollups)
+        loop.run_until_complete(writer.flush(subs))
+        assert subs[0].future.result().accepted == BATCH
+
+    seconds: dict[bool, list[float]] = {True: [], False: []}
+    for r in range(ROUNDS + 3):  # the first 3 rounds warm both apps (kernel state, plans, pages)
+        for rollups in ((False, True) if r % 2 else (True, False)):
+            args, _ = submission(rollups)
+            started = time.perf_counter()
+            flush(*args)
+            if r >= 3:
+                seconds[rollups].append(time.perf_counter() - started)
+    benchmark.pedantic(flush, setup=lambda: submission(True), rounds=3, iterations=1)
+
+    async def check(app_id: int) -> tuple[int, int, int]:
+        async with pool.acquire() as conn:
+            stored = await conn.fetchval("SELECT count(*) FROM unmo.records WHERE app_id = $1", app_id)
+            clicks = await conn.fetchval("SELECT count(*) FROM unmo.records WHERE app_id = $1 AND kind = 1", app_id)
+            rolled = await conn.fetchval(
+                "SELECT (SELECT coalesce(sum(clicks), 0) FROM unmo.report_rollup WHERE app_id = $1 AND grain = 0) "
+                "+ (SELECT coalesce(sum(clicks), 0) FROM unmo.report_delta WHERE app_id = $1)", app_id)
+            return stored, clicks, rolled
+
+    for rollups, rounds in ((True, ROUNDS + 6), (False, ROUNDS + 3)):
+        stored, clicks, rolled = loop.run_until_complete(check(apps[rollups]["app_id"]))
+        assert stored == rounds * BATCH
+        assert rolled == (clicks if rollups else 0)
+    loop.run_until_complete(pool.close())
+    median = {k: statistics.median(v) for k, v in seconds.items()}
+    findings.add("flush of 10k records without report rollups (interleaved), s", median[False], "s")
+    findings.add("flush of 10k records with report rollups (interleaved), s", median[True], "s")
+    findings.ratio("report rollups: flush time with / without", "flush of 10k records with report rollups "
+                   "(interleaved), s", "flush of 10k records without report rollups (interleaved), s")
+    benchmark.extra_info.update({"median_without_s": median[False], "median_with_s": median[True]})
+    print(json.dumps({"flush_10k_without_s": median[False], "flush_10k_with_s": median[True],
+                      "ratio": median[True] / median[False]}))
+
+
+# ------------------------------------------------------------------ read path
+# One row per record i.  Devices install evenly over the 30 days (device d: install record 20d + 12);
+# opens and events pick a device installed before them, recent ones more often (retention decays);
+# 20 % of installs organic, 4 % of opens/events from devices without an install; clicks spread over
+# 240 campaigns and 300 sites.  The same statements write the records and, from the same rows, the
+# deltas the ingest path would have appended; rollup.fold then folds them as a flush does.
+FILL = """
+CREATE FUNCTION pg_temp.gen(app bigint, n bigint, t0 timestamptz) RETURNS TABLE (
+    i bigint, kind smallint, ts timestamptz, dev bigint, install_ts timestamptz, day_n integer,
+    network text, campaign text, adset text, ad text, site text, platform text, outcome smallint,
+    revenue double precision, currency text)
+LANGUAGE sql AS $$
+    WITH base AS (
+        SELECT i, i % 20 AS slot, abs(hashint8extended(i, 1)) AS h, abs(hashint8extended(i, 2)) AS h2,
+               n / 20 AS devices, 30 * 86400.0 AS span
+        FROM generate_series(0, n - 1) AS i),
+    k AS (
+        SELECT *, CASE WHEN slot < 9 THEN 1 WHEN slot < 12 THEN 2 WHEN slot = 12 THEN 3 WHEN slot < 16 THEN 4
+                       ELSE 5 END::smallint AS kind,
+               (h % 1000000) / 1000000.0 AS u
+        FROM base),
+    d AS (
+        SELECT *,
+               CASE WHEN kind = 3 THEN i / 20
+                    WHEN kind >= 4 AND h % 25 = 0 THEN -1 - (h % 100000)       -- no install: unattributed
+                    WHEN kind >= 4 THEN floor(least(devices - 1, devices * u * sqrt((h2 % 1000000) / 1000000.0)))
+                    ELSE NULL END::bigint AS dev,
+               t0 + make_interval(secs => u * span) AS t_any
+        FROM k),
+    t AS (
+        SELECT *, CASE WHEN dev >= 0 THEN t0 + make_interval(secs => dev * span / devices) END AS its,
+               CASE WHEN dev >= 0 THEN dev % 240 ELSE h % 240 END AS c
+        FROM d)
+    SELECT i, kind,
+           CASE WHEN kind = 3 THEN its WHEN kind >= 4 AND dev >= 0 THEN greatest(t_any, its) ELSE t_any END,
+           dev, its,
+           CASE WHEN kind >= 4 AND dev >= 0 THEN floor(extract(epoch FROM greatest(t_any, its) - its) / 86400)::int
+           END,
+           CASE WHEN kind <= 2 OR (dev >= 0 AND dev % 5 <> 0) THEN 'net' || (c % 8) END,
+           CASE WHEN kind <= 2 OR (dev >= 0 AND dev % 5 <> 0) THEN 'net' || (c % 8) || '-camp' || (c % 40) END,
+           CASE WHEN kind <= 2 OR (dev >= 0 AND dev % 5 <> 0) THEN 'adset' || (c % 120) END,
+           CASE WHEN kind <= 2 OR (dev >= 0 AND dev % 5 <> 0) THEN 'ad' || c END,
+           CASE WHEN kind <= 2 THEN 'site' || (h2 % 300)
+                WHEN dev >= 0 AND dev % 5 <> 0 THEN 'site' || ((c * 7) % 300) END,
+           CASE WHEN coalesce(dev, h) % 2 = 0 THEN 'ios' ELSE 'android' END,
+           CASE WHEN kind <= 2 THEN (CASE WHEN h % 100 = 0 THEN 6 ELSE 0 END)
+                WHEN dev < 0 THEN 5 WHEN dev % 5 = 0 THEN 2 ELSE 1 END::smallint,
+           CASE WHEN kind = 5 AND h % 10 < 3 THEN ((h / 16) % 5000) / 100.0 END,
+           CASE WHEN kind = 5 AND h % 10 < 3 THEN (CASE WHEN (h / 1024) % 10 = 0 THEN 'EUR' ELSE 'USD' END) END
+    FROM t
+$$;
+
+CREATE TEMP TABLE gen_rows AS SELECT * FROM pg_temp.gen($1, $2, $3);
+
+INSERT INTO unmo.records (device_key, app_id, received_at, seq, ord, kind, record_id, ts, idfa, platform,
+                          network, campaign, adset, ad, site, revenue, currency, outcome)
+SELECT hashint8extended(coalesce(dev, i), 7), $1, ts, 1, i, kind, 'g' || i, ts,
+       CASE WHEN dev IS NOT NULL THEN 'dev-' || dev END, platform, network, campaign, adset, ad, site,
+       revenue, currency, outcome
+FROM gen_rows;
+
+INSERT INTO unmo.report_delta (app_id, bucket, group_key, camp_key, source, network, campaign, adset, ad, site,
+                               platform, currency, clicks, impressions, installs, reattributions, reinstalls,
+                               organic_installs, opens, events, revenue_micros, ctit_rejected, blocklisted)
+SELECT $1, to_timestamp(floor(extract(epoch FROM ts) / 900) * 900),
+       hashtextextended(concat_ws('|', 0, src, network, campaign, adset, ad, site, platform, currency), 0),
+       hashtextextended(concat_ws('|', 1, src, network, campaign, platform, currency), 0),
+       src, network, campaign, adset, ad, site, platform, currency,
+       count(*) FILTER (WHERE kind = 1), count(*) FILTER (WHERE kind = 2),
+       count(*) FILTER (WHERE kind = 3), 0, 0, count(*) FILTER (WHERE kind = 3 AND outcome = 2),
+       count(*) FILTER (WHERE kind = 4), count(*) FILTER (WHERE kind = 5),
+       sum(round(revenue * 1000000.0))::text, 0, count(*) FILTER (WHERE kind <= 2 AND outcome = 6)
+FROM (SELECT *, CASE WHEN kind <= 2 OR outcome = 1 THEN 0 WHEN outcome = 5 THEN 2 ELSE 1 END AS src
+      FROM gen_rows) g
+GROUP BY 2, 3, 4, src, network, campaign, adset, ad, site, platform, currency;
+
+INSERT INTO unmo.cohort_delta (app_id, bucket, group_key, camp_key, day_n, source, network, campaign, adset, ad,
+                               site, platform, currency, opens, events, revenue_micros, retained)
+SELECT $1, to_timestamp(floor(extract(epoch FROM install_ts) / 900) * 900),
+       hashtextextended(concat_ws('|', 0, src, network, campaign, adset, ad, site, platform, currency), 0),
+       hashtextextended(concat_ws('|', 1, src, network, campaign, platform, currency), 0), day_n,
+       src, network, campaign, adset, ad, site, platform, currency,
+       count(*) FILTER (WHERE kind = 4), count(*) FILTER (WHERE kind = 5),
+       sum(round(revenue * 1000000.0))::text,
+       CASE WHEN currency IS NULL THEN count(DISTINCT dev) ELSE 0 END
+FROM (SELECT *, CASE WHEN outcome = 1 THEN 0 ELSE 1 END AS src FROM gen_rows
+      WHERE kind >= 4 AND dev >= 0) g
+GROUP BY 2, 3, 4, 5, src, network, campaign, adset, ad, site, platform, currency;
+"""
+
+
+@pytest.fixture(scope="module")
+def big_app(database, findings) -> dict[str, Any]:
+    """One app with RECORDS records over the last 30 days, and their rollups."""
+    app = database.create_app()
+    t0 = dt.datetime.combine(dt.datetime.now(dt.UTC).date() - dt.timedelta(days=DAYS), dt.time(), dt.UTC)
+
+    async def fill() -> dict[str, Any]:
+        conn = await asyncpg.connect(database.url)
+        try:
+            for k in range(DAYS + 1):
+                await ensure_partitions(conn, today=t0.date() + dt.timedelta(days=k), days_ahead=0)
+            started = time.perf_counter()
+            await conn.execute("SET work_mem = '256MB'")
+            # asyncpg runs a multi-statement string only without parameters: substitute the literals
+            sql = FILL.replace("$1", str(app["app_id"])).replace("$2", str(RECORDS)).replace(
+                "$3", f"'{t0.isoformat()}'::timestamptz")
+            await conn.execute(sql)
+            fill_s = time.perf_counter() - started
+            started = time.perf_counter()
+            async with conn.transaction():  # the ingest path's own fold, on a month of deltas at once
+                deltas = await rollup.fold(conn, app["app_id"])
+            fold_s = time.perf_counter() - started
+            for table in ("records", "report_rollup", "cohort_rollup", "report_delta", "cohort_delta"):
+                await conn.execute(f"VACUUM ANALYZE unmo.{table}")  # one by one: not in a transaction block
+            sizes = {t: await conn.fetchval(f"SELECT count(*) FROM unmo.{t} WHERE app_id = $1", app["app_id"])
+                     for t in ("records", "report_rollup", "cohort_rollup")}
+            truth = await conn.fetchrow(
+                "SELECT count(*) FILTER (WHERE kind = 1) AS clicks, count(*) FILTER (WHERE kind = 3) AS installs, "
+                "count(*) FILTER (WHERE kind = 5) AS events, "
+                "sum(round(revenue * 1000000.0)) FILTER (WHERE currency = 'USD') AS usd "
+                "FROM unmo.records WHERE app_id = $1 AND ts >= $2 AND ts < $3",
+                app["app_id"], t0, t0 + dt.timedelta(days=DAYS))
+            return {"fill_s": fill_s, "fold_s": fold_s, "deltas": deltas, "sizes": sizes, "truth": dict(truth)}
+        finally:
+            await conn.close()
+
+    info = asyncio.run(fill())
+    assert info["sizes"]["records"] == RECORDS
+    findings.add(f"reports: fill {RECORDS:,} records + rollups in SQL, s", info["fill_s"], "s")
+    findings.add("reports: fold of a month of deltas at once, s", info["fold_s"], "s")
+    findings.add("reports: delta rows folded", info["deltas"], "rows")
+    findings.add("reports: rollup rows (daily, all levels) for those records", info["sizes"]["report_rollup"],
+                 "rows")
+    findings.add("reports: rollup rows (cohorts, all levels) for those records", info["sizes"]["cohort_rollup"],
+                 "rows")
+    print(json.dumps({"records": RECORDS, **info, "truth": {k: str(v) for k, v in info["truth"].items()}}))
+    return {**app, "from": str(t0.date()), "to": str(t0.date() + dt.timedelta(days=DAYS - 1)), **info}
+
+
+def _get(server: Any, key: str, kind: str, **params: str) -> dict[str, Any]:
+    r = httpx.get(f"{server.url}/v1/reports/{kind}", params=params, headers={"Authorization": f"Bearer {key}"},
+                  timeout=120)
+    assert r.status_code == 200, r.text
+    return json.loads(r.text, parse_float=Decimal)  # type: ignore[no-any-return]
+
+
+@pytest.mark.parametrize(("group_by", "tz"), [
+    ("network,campaign", "UTC"),
+    ("network,campaign", "Asia/Kolkata"),
+    ("network,campaign,adset,ad,site,platform", "UTC"),
+])
+def test_daily_report_over_30_days(benchmark, server, big_app, findings, group_by, tz):
+    a = big_app
+    body = benchmark.pedantic(_get, args=(server, a["secret_key"], "daily"),
+                              kwargs={"from": a["from"], "to": a["to"], "group_by": group_by, "tz": tz},
+                              rounds=5, warmup_rounds=1)
+    totals, truth = body["totals"], a["truth"]
+    if tz == "UTC":  # the same 30 UTC days as the counts taken from the records
+        assert (totals["clicks"], totals["installs"], totals["events"]) == (
+            truth["clicks"], truth["installs"], truth["events"])
+        assert totals["revenue"]["USD"] == Decimal(truth["usd"]) / 1_000_000
+    else:
+        assert abs(totals["clicks"] - truth["clicks"]) < truth["clicks"] * 0.05
+    findings.add(f"daily report, 30 days, {RECORDS:,} records, by {group_by} ({tz}), s",
+                 findings.seconds(benchmark), "s")
+    benchmark.extra_info["rows"] = len(body["rows"])
+
+
+def test_cohort_report_over_30_days(benchmark, server, big_app, findings):
+    a = big_app
+    body = benchmark.pedantic(_get, args=(server, a["secret_key"], "cohorts"),
+                              kwargs={"from": a["from"], "to": a["to"], "group_by": "network,campaign",
+                                      "days": "0,1,7,30"}, rounds=5, warmup_rounds=1)
+    assert body["totals"]["installs"] == a["truth"]["installs"]
+    retained = [body["totals"]["days"][n]["retained"] for n in ("0", "1", "7")]
+    assert retained[0] > 0 and all(r > 0 for r in retained)
+    assert body["totals"]["revenue"]["USD"] > 0 and body["totals"]["days"]["30"]["revenue"]["USD"] > 0
+    findings.add(f"cohort report, 30 days, {RECORDS:,} records, by network,campaign, days 0,1,7,30, s",
+                 findings.seconds(benchmark), "s")
+    benchmark.extra_info["rows"] = len(body["rows"])
