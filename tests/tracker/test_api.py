@@ -8,7 +8,7 @@ import httpx
 from starlette.routing import Mount, Route
 
 from tests.support import now_ms, post_batch
-from tests.tracker.conftest import new_customer, wait_for
+from tests.tracker.conftest import ADMIN_TOKEN, WEBHOOK_SECRET, new_customer, wait_for
 
 
 def test_admin_token_guards_everything_but_public_pages(tracker):
@@ -229,3 +229,20 @@ def test_tracker_serves_its_static_files(tracker):
     for path in ("/static/dashboard.js", "/static/vendor/uPlot.iife.min.js", "/static/dashboard.css"):
         r = httpx.get(tracker.url + path)
         assert r.status_code == 200 and len(r.content) > 500, path
+
+
+def test_logs_hold_no_keys_tokens_or_device_ids(api, server, tracker):
+    made = new_customer(api)
+    kit = made["kit"]
+    post_batch(server.url, kit["apps"][0]["sdk_key"], [{"type": "install", "id": "l1", "ts": now_ms(),
+                                                        "device": {"idfa": "6d92078a-8246-4ba4-ae5b-76104861e7dc"}}])
+    api.post(f"/v1/customers/{made['customer']['id']}/agreement",
+             content=b"device_id,network,campaign\n6d92078a-8246-4ba4-ae5b-76104861e7dc,meta,x\n")
+    with httpx.Client(base_url=tracker.url, headers={"Authorization": "Bearer not-the-token-but-long"}) as bad:
+        bad.get("/v1/customers")
+    api.get("/v1/dashboard")
+    text = tracker.log_path.read_text()
+    assert "customer created" in text  # the log is the tracker's and it was written
+    for secret in (kit["apps"][0]["sdk_key"], kit["apps"][0]["secret_key"], ADMIN_TOKEN, WEBHOOK_SECRET,
+                   "6d92078a-8246-4ba4-ae5b-76104861e7dc", "not-the-token-but-long"):
+        assert secret not in text
