@@ -116,8 +116,8 @@ def render(out: dict[str, Any], command: str) -> str:
             f"({next(iter(pool.values())).get('batch', 1000):,}-record batches)")
         add("")
         add("| setup | peak, closed loop 16 conn. | peak vs default | capacity events/s | capacity vs default "
-            "| P95 at 80 % of peak, ms |")
-        add("| --- | --- | --- | --- | --- | --- |")
+            "| P95 at 80 % of peak, ms | connections in use at peak: mean / P95 / max |")
+        add("| --- | --- | --- | --- | --- | --- | --- |")
         d = default["capacity_events_per_s"] if default else 0
         dp = default["peak_closed_loop"]["events_per_s"] if default else 0
         for label, c in pool.items():
@@ -125,7 +125,10 @@ def render(out: dict[str, Any], command: str) -> str:
             cap = c["capacity_events_per_s"]
             peak_vs = f"{peak / dp - 1:+.0%}" if dp else "-"
             cap_vs = f"{cap / d - 1:+.0%}" if d else "-"
-            add(f"| {label} | {_n(peak)} | {peak_vs} | {_n(cap)} | {cap_vs} | {_ms(c['p95_at_80pct_of_peak_ms'])} |")
+            use = c.get("pool_in_use_at_peak") or {}
+            in_use = f"{use['mean']} / {use['p95']:g} / {use['max']:g}" if use.get("samples") else "-"
+            add(f"| {label} | {_n(peak)} | {peak_vs} | {_n(cap)} | {cap_vs} | {_ms(c['p95_at_80pct_of_peak_ms'])} "
+                f"| {in_use} |")
         add("")
     drv = out.get("driver")
     if drv:

@@ -26,6 +26,7 @@ import re
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import timeit
 import uuid
@@ -129,13 +130,52 @@ def fresh_database(base_url: str) -> Iterator[str]:
         asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
+class PoolSampler:
+    """Samples ``unmo_db_pool_in_use`` from /metrics every 50 ms while a run goes on."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.values: list[float] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def _loop(self) -> None:
+        import httpx
+
+        with httpx.Client(timeout=2.0) as client:
+            while not self._stop.wait(0.05):
+                try:
+                    text = client.get(self.url + "/metrics").text
+                except httpx.HTTPError:
+                    continue
+                for line in text.splitlines():
+                    if line.startswith("unmo_db_pool_in_use"):
+                        self.values.append(float(line.rsplit(" ", 1)[1]))
+
+    def __enter__(self) -> PoolSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def summary(self) -> dict[str, Any]:
+        v = sorted(self.values)
+        if not v:
+            return {"samples": 0}
+        return {"samples": len(v), "mean": round(sum(v) / len(v), 2), "p95": v[int(0.95 * (len(v) - 1))],
+                "max": v[-1]}
+
+
 def capacity(url: str, db: str, keys: list[str], seconds: float, batch: int = 1000) -> dict[str, Any]:
     """Highest open-loop rate (events/s) answered in full with P95 under the goal.
 
     Peak first (closed loop, 16 connections), then open-loop steps at fractions
     of it, then two bisection steps between the last pass and the first fail.
     """
-    peak = drive(url, db, keys=keys, seconds=seconds, concurrency=16, batch_size=batch)
+    with PoolSampler(url) as sampler:
+        peak = drive(url, db, keys=keys, seconds=seconds, concurrency=16, batch_size=batch)
     steps: list[dict[str, Any]] = []
 
     def step(rate: float) -> bool:
@@ -174,7 +214,8 @@ def capacity(url: str, db: str, keys: list[str], seconds: float, batch: int = 10
             else:
                 high = mid
     at80 = next((s for s in steps if abs(s["offered"] - 0.8 * peak.events_per_s) < 1), None)
-    return {"batch": batch, "peak_closed_loop": row(peak), "capacity_events_per_s": round(best), "steps": steps,
+    return {"batch": batch, "pool_in_use_at_peak": sampler.summary(), "peak_closed_loop": row(peak),
+            "capacity_events_per_s": round(best), "steps": steps,
             "p95_at_80pct_of_peak_ms": at80["p95_ms"] if at80 else None}
 
 
