@@ -59,6 +59,7 @@ POOL_SETUPS = [
     ("1 worker, pool 16", ["--pool-size", "16"]),
     ("2 workers, pool 2", ["--workers", "2", "--pool-size", "2"]),
     ("2 workers, pool 4", ["--workers", "2"]),
+    ("default again (the spread of the measure itself)", []),
 ]
 BEGIN, END = "<!-- figures:begin (bench/perf_report.py --update-doc) -->", "<!-- figures:end -->"
 
