@@ -41,6 +41,8 @@ MAX_DISAGREEMENTS_SHOWN = 1000
 
 @dataclass
 class Row:
+    """One install row of an upload: where it is, its device hashes and the provider's answer."""
+
     line: int
     device: str                         # the first identifier as uploaded, for the (masked) listing
     hashes: list[int]
@@ -50,6 +52,8 @@ class Row:
 
 @dataclass
 class Upload:
+    """A decoded upload: its format, its install rows and how many rows were skipped."""
+
     format: str
     rows: list[Row] = field(default_factory=list)
     skipped: int = 0
@@ -207,6 +211,7 @@ async def compare(conn: asyncpg.Connection, customer_id: int, app_ids: list[int]
 
 
 async def get_run(conn: asyncpg.Connection, run_id: int, limit: int = MAX_DISAGREEMENTS_SHOWN) -> dict[str, Any]:
+    """An agreement run as the API answers it, with at most ``limit`` disagreements listed."""
     run = await conn.fetchrow("SELECT * FROM tracker.agreement_runs WHERE run_id = $1", run_id)
     assert run is not None
     by_reason = {r["reason"]: r["n"] for r in await conn.fetch(
@@ -239,6 +244,7 @@ async def get_run(conn: asyncpg.Connection, run_id: int, limit: int = MAX_DISAGR
 
 
 async def latest_run(conn: asyncpg.Connection, customer_id: int) -> dict[str, Any] | None:
+    """The customer's most recent agreement run, or None."""
     run_id = await conn.fetchval(
         "SELECT run_id FROM tracker.agreement_runs WHERE customer_id = $1 ORDER BY uploaded_at DESC, run_id DESC "
         "LIMIT 1", customer_id,

@@ -52,10 +52,12 @@ FEED_HEARTBEAT_S = 15.0
 
 
 def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    """A JSON response (msgspec encodes datetimes and large ints exactly)."""
     return Response(_json.encode(body), status_code=status, media_type="application/json", headers=headers)
 
 
 def error(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
+    """The tracker's error answer: ``{"error": message}``."""
     return json_response({"error": message}, status, headers)
 
 
@@ -140,6 +142,7 @@ async def _guarded(fn: Handler, request: Request, tracker: Tracker, admin: bool)
 
 
 async def read_json(request: Request, limit: int) -> Any:
+    """The request body as JSON, at most ``limit`` bytes; ValidationError names what is wrong."""
     body = await read_body(request, limit)
     if not body:
         raise ValidationError("body: expected a JSON object, got an empty body")
@@ -150,6 +153,7 @@ async def read_json(request: Request, limit: int) -> Any:
 
 
 async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, refused (BodyTooLarge) as soon as it passes ``limit`` bytes."""
     length = request.headers.get("content-length", "")
     if length.isdigit() and int(length) > limit:
         raise BodyTooLarge(limit)
@@ -163,12 +167,15 @@ async def read_body(request: Request, limit: int) -> bytes:
 
 
 class BodyTooLarge(ValidationError):
+    """A body over its limit: HTTP 413."""
+
     def __init__(self, limit: int) -> None:
         super().__init__(f"body: larger than {limit} bytes")
         self.limit = limit
 
 
 def path_id(request: Request, name: str = "id") -> int:
+    """A numeric path parameter; anything else is a 404, as no such object exists."""
     raw = request.path_params[name]
     if not raw.isdigit() or len(raw) > 18:
         raise NotFoundError(f"{name}: expected a numeric id, got {cut(raw)}")
@@ -182,6 +189,7 @@ def tracker_of(request: Request) -> Tracker:
 
 @contextlib.asynccontextmanager
 async def connection(request: Request) -> AsyncIterator[asyncpg.Connection]:
+    """A pooled database connection for one request."""
     t = tracker_of(request)
     assert t.pool is not None
     async with t.pool.acquire(timeout=5.0) as conn:
@@ -564,6 +572,7 @@ async def dashboard_page(request: Request) -> Response:
 
 
 def create_app(settings: TrackerSettings, database_url: str) -> Starlette:
+    """The tracker's ASGI application; background tasks start with its lifespan."""
     tracker = Tracker(settings, database_url)
 
     @contextlib.asynccontextmanager

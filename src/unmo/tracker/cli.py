@@ -32,6 +32,7 @@ from unmo.tracker.settings import (
 
 
 def settings_from_args(args: argparse.Namespace) -> TrackerSettings:
+    """TrackerSettings from flags and environment; bad values raise UsageError (exit 2)."""
     if not 0 <= args.port <= 65535:
         raise UsageError(f"unmo tracker: --port: expected 0..65535, got {args.port}")
     try:
@@ -58,6 +59,7 @@ def settings_from_args(args: argparse.Namespace) -> TrackerSettings:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    """``unmo tracker``: migrate, then serve the API, the dashboard and the background tasks."""
     import asyncpg
     import uvicorn
 
@@ -93,6 +95,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    """``unmo tracker report``: write the week's report as Markdown and HTML."""
     import datetime as dt
 
     from unmo.tracker import report
@@ -125,6 +128,7 @@ def _fail(message: str, status: int) -> int:
 
 
 def cmd_onboard(args: argparse.Namespace) -> int:
+    """``unmo tracker onboard``: create a customer through the tracker, print its kit, optionally test it."""
     import httpx
 
     platforms = list(parse_platforms(args.platforms))
@@ -179,6 +183,8 @@ def cmd_onboard(args: argparse.Namespace) -> int:
 
 
 class OnboardError(Exception):
+    """The customer was created but the test event did not bring it live."""
+
     pass
 
 
@@ -220,6 +226,7 @@ def send_test_event(client: Any, tracker: str, headers: dict[str, str], created:
 
 
 def print_kit(customer: dict[str, Any], kit: dict[str, Any]) -> None:
+    """The onboarding kit as text for a terminal."""
     print(f"customer {customer['company']} (id {customer['id']}): {customer['status']}, "
           f"{customer['vertical']}, from {customer['provider']}, ~{customer['events_per_day']:,} events/day, "
           f"integration {customer['integration']}")
@@ -237,6 +244,7 @@ def print_kit(customer: dict[str, Any], kit: dict[str, Any]) -> None:
 
 
 def register(sub: Any) -> None:
+    """Add ``unmo tracker`` and its subcommands to the ``unmo`` parser."""
     p = sub.add_parser("tracker", help="the Customer Success Tracker (service, report, onboarding)")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8084)

@@ -188,6 +188,7 @@ def customer_json(row: asyncpg.Record | dict[str, Any], apps: list[dict[str, Any
 
 
 async def customer_apps(conn: asyncpg.Connection, customer_id: int) -> list[dict[str, Any]]:
+    """The customer's apps (id, name, platform), iOS first."""
     rows = await conn.fetch(
         """SELECT a.app_id, a.name, ca.platform FROM tracker.customer_apps ca
            JOIN unmo.apps a USING (app_id) WHERE ca.customer_id = $1 ORDER BY ca.platform DESC""",
@@ -197,6 +198,7 @@ async def customer_apps(conn: asyncpg.Connection, customer_id: int) -> list[dict
 
 
 async def get_customer(conn: asyncpg.Connection, customer_id: int) -> asyncpg.Record:
+    """The customer's row; NotFoundError when there is none."""
     row = await conn.fetchrow("SELECT * FROM tracker.customers WHERE customer_id = $1", customer_id)
     if row is None:
         raise NotFoundError(f"customer: no customer with id {customer_id}")
@@ -204,6 +206,7 @@ async def get_customer(conn: asyncpg.Connection, customer_id: int) -> asyncpg.Re
 
 
 async def list_customers(conn: asyncpg.Connection) -> list[asyncpg.Record]:
+    """Every customer's row, oldest first."""
     return list(await conn.fetch("SELECT * FROM tracker.customers ORDER BY customer_id"))
 
 
@@ -233,6 +236,7 @@ async def set_status(conn: asyncpg.Connection, customer_id: int, status: str) ->
 
 
 async def set_plan_price(conn: asyncpg.Connection, customer_id: int, price: float) -> None:
+    """Change the customer's monthly plan price (USD)."""
     status = await conn.execute(
         "UPDATE tracker.customers SET plan_price = $2, updated_at = now() WHERE customer_id = $1", customer_id, price
     )

@@ -44,6 +44,7 @@ LEASE_S = 60.0          # a claimed delivery is retried by anyone after this if 
 
 
 def parse_feedback(body: Any) -> tuple[str, str, str]:
+    """category, severity and text of a feedback body; ValidationError names what is wrong."""
     if not isinstance(body, dict):
         raise ValidationError(f"body: expected a JSON object, got {cut(body)}")
     category = body.get("category")
@@ -71,6 +72,7 @@ def safe_url(url: str) -> str:
 
 
 def sign(secret: str, timestamp: int, body: bytes) -> str:
+    """The ``X-Unmo-Signature`` header value for ``body`` sent at ``timestamp``."""
     mac = hmac.new(secret.encode("utf-8"), str(timestamp).encode("ascii") + b"." + body, hashlib.sha256)
     return f"t={timestamp},v1={mac.hexdigest()}"
 
@@ -88,6 +90,7 @@ def verify(secret: str, header: str, body: bytes, tolerance_s: float = 300.0) ->
 
 
 def feedback_json(row: asyncpg.Record) -> dict[str, Any]:
+    """A feedback row as the API answers it, with its delivery state."""
     return {
         "id": row["feedback_id"], "customer_id": row["customer_id"], "company": row["company"],
         "category": row["category"], "severity": row["severity"], "text": row["text"],
@@ -135,6 +138,7 @@ async def record(conn: asyncpg.Connection, customer_id: int, category: str, seve
 
 async def list_feedback(conn: asyncpg.Connection, customer_id: int | None = None, after_id: int = 0,
                         limit: int = 100) -> list[dict[str, Any]]:
+    """Feedback newest first, optionally of one customer and after an id."""
     rows = await conn.fetch(
         _FEEDBACK_SQL + " WHERE ($1::bigint IS NULL OR f.customer_id = $1) AND f.feedback_id > $2 "
         "ORDER BY f.feedback_id DESC LIMIT $3",
@@ -251,6 +255,7 @@ class Deliverer:
 
 
 async def attempts(conn: asyncpg.Connection, limit: int = 200) -> list[dict[str, Any]]:
+    """The latest delivery attempts, newest first."""
     rows = await conn.fetch(
         """SELECT a.*, o.feedback_id FROM tracker.delivery_attempts a JOIN tracker.outbox o USING (delivery_id)
            ORDER BY a.id DESC LIMIT $1""",
@@ -262,6 +267,7 @@ async def attempts(conn: asyncpg.Connection, limit: int = 200) -> list[dict[str,
 
 
 async def outbox_summary(conn: asyncpg.Connection) -> dict[str, Any]:
+    """Deliveries pending and delivered, and since when the oldest pending one waits."""
     r = await conn.fetchrow(
         """SELECT count(*) FILTER (WHERE delivered_at IS NULL) AS pending,
                   count(*) FILTER (WHERE delivered_at IS NOT NULL) AS delivered,

@@ -72,6 +72,7 @@ def iso_week(week: str | None, now: dt.datetime) -> Window:
 
 
 def week_label(w: Window) -> str:
+    """``YYYY-Www`` of a week window."""
     year, week, _ = w.start.date().isocalendar()
     return f"{year}-W{week:02d}"
 
@@ -95,6 +96,7 @@ def quantile(buckets: list[int], q: float) -> float | None:
 
 
 def judge(key: str, value: float | None) -> bool | None:
+    """Whether ``value`` meets the criterion's target (None without a value or a target)."""
     t = TARGETS[key]
     if value is None or t["op"] is None:
         return None
@@ -102,6 +104,7 @@ def judge(key: str, value: float | None) -> bool | None:
 
 
 def criterion(key: str, value: float | None, **extra: Any) -> dict[str, Any]:
+    """One success criterion: label, target, unit, measured value, verdict and extras."""
     return {"key": key, **TARGETS[key], "value": value, "pass": judge(key, value), **extra}
 
 
@@ -193,6 +196,7 @@ async def statuses_at(conn: asyncpg.Connection, at: dt.datetime) -> dict[int, st
 
 
 async def customer_apps_map(conn: asyncpg.Connection) -> dict[int, list[int]]:
+    """customer id -> its app ids."""
     rows = await conn.fetch("SELECT customer_id, array_agg(app_id ORDER BY app_id) AS a FROM tracker.customer_apps "
                             "GROUP BY customer_id")
     return {r["customer_id"]: list(r["a"]) for r in rows}
@@ -214,6 +218,7 @@ async def cost_savings(conn: asyncpg.Connection, customer: asyncpg.Record, app_i
 
 async def customer_figures(conn: asyncpg.Connection, customer: asyncpg.Record, app_ids: list[int], perf: Window,
                            prices: dict[str, float], at: dt.datetime) -> dict[str, Any]:
+    """One customer's row of the dashboard: its figures over ``perf`` and as of ``at``."""
     from unmo.tracker.customers import customer_json
 
     ingest = await ingest_totals(conn, app_ids, perf)

@@ -76,6 +76,7 @@ JSON
 
 
 def settings_json(settings: AppSettings) -> dict[str, Any]:
+    """App settings as the kit shows them (durations spelt like ``7d``)."""
     return dict(App(app_id=0, name="", platform=None, settings=settings).to_json()["settings"])
 
 

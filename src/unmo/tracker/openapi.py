@@ -32,6 +32,7 @@ def _op(summary: str, ok: dict[str, Any], *, status: str = "200", params: list[d
 
 
 def openapi_document() -> dict[str, Any]:
+    """The tracker API as an OpenAPI 3.1 document."""
     customer_in = {
         "type": "object",
         "required": ["company", "vertical", "provider", "events_per_day", "integration", "platforms"],

@@ -20,12 +20,14 @@ MAX_PRICE = 100.0
 
 
 async def price_table(conn: asyncpg.Connection) -> list[dict[str, Any]]:
+    """The price table, with each price's source."""
     rows = await conn.fetch("SELECT * FROM tracker.prices ORDER BY provider")
     return [{"provider": r["provider"], "price_per_conversion": float(r["price_per_conversion"]),
              "currency": "USD", "source": r["source"], "updated_at": r["updated_at"].isoformat()} for r in rows]
 
 
 def parse_price(body: Any) -> tuple[float, str]:
+    """price and source of a ``PUT /v1/prices/{provider}`` body."""
     if not isinstance(body, dict):
         raise ValidationError(f"body: expected a JSON object, got {cut(body)}")
     price = body.get("price_per_conversion")
@@ -39,6 +41,7 @@ def parse_price(body: Any) -> tuple[float, str]:
 
 
 async def set_price(conn: asyncpg.Connection, provider: str, price: float, source: str) -> None:
+    """Replace a provider's price; NotFoundError for an unknown provider."""
     status = await conn.execute(
         "UPDATE tracker.prices SET price_per_conversion = $2, source = $3, updated_at = now() WHERE provider = $1",
         provider, price, source,
@@ -48,6 +51,7 @@ async def set_price(conn: asyncpg.Connection, provider: str, price: float, sourc
 
 
 def month_start(at: dt.datetime) -> dt.datetime:
+    """00:00 UTC on the first day of the month of ``at``."""
     return at.astimezone(dt.UTC).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
 
 

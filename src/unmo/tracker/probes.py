@@ -32,10 +32,12 @@ async def probe_once(client: httpx.AsyncClient, url: str, timeout_s: float) -> d
 
 
 async def probe_all(client: httpx.AsyncClient, urls: list[str], timeout_s: float) -> list[dict[str, Any]]:
+    """Probe every URL at once."""
     return list(await asyncio.gather(*(probe_once(client, u, timeout_s) for u in urls)))
 
 
 async def store(conn: asyncpg.Connection, results: list[dict[str, Any]]) -> None:
+    """Keep probe results (the history uptime is computed from)."""
     await conn.executemany(
         "INSERT INTO tracker.probes (url, ok, status, latency_ms, error) VALUES ($1, $2, $3, $4, $5)",
         [(r["url"], r["ok"], r["status"], r["latency_ms"], r["error"]) for r in results],
@@ -65,4 +67,5 @@ async def uptime(conn: asyncpg.Connection, start: dt.datetime, end: dt.datetime)
 
 
 async def prune(conn: asyncpg.Connection, keep_days: int) -> None:
+    """Forget probes older than ``keep_days``."""
     await conn.execute("DELETE FROM tracker.probes WHERE at < now() - make_interval(days => $1)", keep_days)

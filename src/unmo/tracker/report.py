@@ -19,6 +19,7 @@ from unmo.tracker.figures import Window, iso_week, programme, week_label
 
 
 async def build(conn: asyncpg.Connection, week: str | None, now: dt.datetime | None = None) -> dict[str, Any]:
+    """The report's figures for ``week`` (default: the current week) as of ``now``."""
     now = now or dt.datetime.now(dt.UTC)
     w = iso_week(week, now)
     at = min(w.end, now)
@@ -48,6 +49,7 @@ def fmt(value: Any, unit: str) -> str:
 
 
 def target_text(c: dict[str, Any]) -> str:
+    """A criterion's target as a person reads it."""
     if c["target"] is None:
         if c["key"] == "throughput":
             return f"expected {c.get('expected_per_day', 0):,} /day (no target in spec)"
@@ -57,10 +59,12 @@ def target_text(c: dict[str, Any]) -> str:
 
 
 def verdict(c: dict[str, Any]) -> str:
+    """PASS, FAIL or n/a."""
     return {True: "PASS", False: "FAIL", None: "n/a"}[c["pass"]]
 
 
 def savings_text(s: dict[str, Any]) -> str:
+    """A customer's savings as a person reads them."""
     if s["percent"] is None:
         return "no data"
     if not s["validated"]:
@@ -69,6 +73,7 @@ def savings_text(s: dict[str, Any]) -> str:
 
 
 def to_markdown(data: dict[str, Any]) -> str:
+    """The report as Markdown."""
     lines = [
         f"# unmo pilot programme: results of week {data['week']}",
         "",
@@ -100,6 +105,7 @@ def to_markdown(data: dict[str, Any]) -> str:
 
 
 def to_html(data: dict[str, Any]) -> str:
+    """The report as one self-contained HTML page."""
     e = html.escape
     rows = "".join(
         f"<tr class='{verdict(c).lower().replace('/', '')}'><td>{e(c['label'])}</td><td>{e(target_text(c))}</td>"

@@ -56,6 +56,7 @@ def ingest_urls_from(flags: list[str] | None) -> list[str]:
 
 
 def duration_setting(flag: str | None, env: str, default_s: float, what: str) -> float:
+    """Seconds from a flag, else an environment variable, else the default."""
     text = flag if flag is not None else os.environ.get(env)
     if text is None or text == "":
         return default_s

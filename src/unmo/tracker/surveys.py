@@ -24,6 +24,7 @@ MAX_COMMENT = 4000
 
 
 def hash_token(token: str) -> bytes:
+    """SHA-256 of a survey token (what is stored)."""
     return hashlib.sha256(token.encode("utf-8")).digest()
 
 
@@ -41,6 +42,7 @@ async def create_due(conn: asyncpg.Connection, delay_s: float) -> list[int]:
 
 
 async def create_manual(conn: asyncpg.Connection, customer_id: int) -> int:
+    """A survey made by hand (besides the automatic one)."""
     survey_id: int = await conn.fetchval(
         "INSERT INTO tracker.surveys (customer_id) VALUES ($1) RETURNING survey_id", customer_id
     )
@@ -64,6 +66,7 @@ async def issue_link(conn: asyncpg.Connection, survey_id: int) -> str:
 
 
 async def by_token(conn: asyncpg.Connection, token: str) -> asyncpg.Record:
+    """The survey a link's token opens; NotFoundError for unknown or used links."""
     if not 20 <= len(token) <= 100:
         raise NotFoundError("survey: unknown or expired link")
     row = await conn.fetchrow(
@@ -116,6 +119,7 @@ async def answer(conn: asyncpg.Connection, token: str, csat: int, nps: int | Non
 
 
 def survey_json(row: asyncpg.Record) -> dict[str, Any]:
+    """A survey as the API answers it."""
     def iso(v: dt.datetime | None) -> str | None:
         return v.isoformat() if v else None
 
@@ -127,6 +131,7 @@ def survey_json(row: asyncpg.Record) -> dict[str, Any]:
 
 
 async def list_surveys(conn: asyncpg.Connection, customer_id: int | None = None) -> list[dict[str, Any]]:
+    """Surveys oldest first, optionally of one customer."""
     rows = await conn.fetch(
         "SELECT * FROM tracker.surveys WHERE $1::bigint IS NULL OR customer_id = $1 ORDER BY survey_id", customer_id
     )
