@@ -185,8 +185,6 @@ def cmd_onboard(args: argparse.Namespace) -> int:
 class OnboardError(Exception):
     """The customer was created but the test event did not bring it live."""
 
-    pass
-
 
 def _api_error(r: Any) -> str:
     try:
