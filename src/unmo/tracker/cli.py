@@ -19,6 +19,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 from unmo.cli import Parser, UsageError, add_database_flag, run_with_database
 from unmo.errors import ConfigError, ValidationError
 from unmo.tracker.customers import INTEGRATIONS, PROVIDERS, VERTICALS, parse_platforms
@@ -129,8 +131,6 @@ def _fail(message: str, status: int) -> int:
 
 def cmd_onboard(args: argparse.Namespace) -> int:
     """``unmo tracker onboard``: create a customer through the tracker, print its kit, optionally test it."""
-    import httpx
-
     platforms = list(parse_platforms(args.platforms))
     if args.events_per_day < 0:
         raise UsageError(f"unmo tracker onboard: --events-per-day: expected 0 or more, got {args.events_per_day}")
@@ -173,8 +173,7 @@ def cmd_onboard(args: argparse.Namespace) -> int:
                     print(f"onboarding time: {te['onboarding_seconds']:.2f} s (first accepted record minus creation;"
                           f" target 5 min); {te['wall_seconds']:.1f} s for this whole script")
     except httpx.HTTPError as exc:
-        return _fail(f"cannot reach {tracker if 'ingest' not in str(exc) else 'the ingest server'}: "
-                     f"{exc.__class__.__name__}: {exc}", 1)
+        return _fail(f"cannot reach {tracker}: {exc.__class__.__name__}: {exc}", 1)
     except OnboardError as exc:
         return _fail(str(exc), 1)
     if args.json:
@@ -193,7 +192,7 @@ def _api_error(r: Any) -> str:
         return f"{r.request.url.path}: {r.status_code}: {r.text[:200]}"
 
 
-def send_test_event(client: Any, tracker: str, headers: dict[str, str], created: dict[str, Any], wait_s: float,
+def send_test_event(client: httpx.Client, tracker: str, headers: dict[str, str], created: dict[str, Any], wait_s: float,
                     started: float) -> dict[str, Any]:
     """Send one event with the kit's sdk key, then wait until the tracker sees the customer live."""
     kit = created["kit"]
@@ -201,8 +200,12 @@ def send_test_event(client: Any, tracker: str, headers: dict[str, str], created:
     record = {"type": "event", "id": f"onboarding-test-{int(time.time() * 1000)}", "ts": int(time.time() * 1000),
               "name": kit["test_event"]["name"]}
     t0 = time.perf_counter()
-    r = client.post(kit["ingest_url"] + "/v1/batch", json={"batch": [record]},
-                    headers={"Authorization": f"Bearer {app['sdk_key']}"})
+    try:
+        r = client.post(kit["ingest_url"] + "/v1/batch", json={"batch": [record]},
+                        headers={"Authorization": f"Bearer {app['sdk_key']}"})
+    except httpx.HTTPError as exc:
+        raise OnboardError(f"test event: cannot reach the ingest server {kit['ingest_url']} (the tracker's "
+                           f"--ingest-url): {exc.__class__.__name__}: {exc}") from None
     send_ms = (time.perf_counter() - t0) * 1000
     if r.status_code != 200 or r.json().get("accepted") != 1:
         raise OnboardError(f"test event: {kit['ingest_url']} answered {r.status_code}: {r.text[:200]}")
