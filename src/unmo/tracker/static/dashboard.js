@@ -68,7 +68,7 @@
       const v = verdict(c.pass);
       let extra = null;
       if (c.key === "cost_savings" && c.customers) extra = c.validated + " of " + c.customers + " customers";
-      if (c.key === "satisfaction") extra = c.answers + " answers" + (c.nps !== null ? ", NPS " + c.nps : "");
+      if (c.key === "satisfaction") extra = c.answers + (c.answers === 1 ? " answer" : " answers") + (c.nps !== null ? ", NPS " + c.nps : "");
       if (c.key === "uptime") extra = c.probes + " probes, " + c.failed + " failed";
       if (c.key === "throughput" && c.peak_records_per_s) extra = "peak " + c.peak_records_per_s.toFixed(1) + " rec/s";
       if (c.key === "p95_latency_ms" && c.p99_ms !== null) extra = "P99 " + fmt(c.p99_ms, "ms");
