@@ -61,7 +61,23 @@ def plot(samples: list[dict[str, Any]], result: dict[str, Any], out: Path) -> di
     ax.set_title("Batch latency per sample interval")
     _shade(ax, result, samples)
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(loc="upper right", fontsize=8)
+    handles, labels = ax.get_legend_handles_labels()
+    if any(s.get("load_avg_1m") is not None for s in samples):
+        # on a shared machine latency follows the host's load: show it on the same time axis
+        load = ax.twinx()
+        load.plot(
+            xs,
+            [s.get("load_avg_1m", float("nan")) for s in samples],
+            color="grey",
+            alpha=0.5,
+            linewidth=1,
+            label="host load average (1 min)",
+        )
+        load.set_ylabel("load average")
+        load.set_ylim(bottom=0)
+        h2, l2 = load.get_legend_handles_labels()
+        handles, labels = handles + h2, labels + l2
+    ax.legend(handles, labels, loc="upper right", fontsize=8)
     fig.tight_layout()
     paths["latency"] = out / PLOTS["latency"]
     fig.savefig(paths["latency"], dpi=100)

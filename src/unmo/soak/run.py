@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import os
 import secrets
 import time
 from collections import Counter, deque
@@ -243,6 +244,8 @@ class Soak:
             "queue_records": server.queue_records,
             "shedding": server.shedding,
             "shed_requests_total": server.shed_requests,
+            # the driver's machine: on a shared host, latency follows the load (os.getloadavg)
+            "load_avg_1m": round(os.getloadavg()[0], 2),
         }
         self.samples.append(row)
         f.write(json.dumps(row) + "\n")
