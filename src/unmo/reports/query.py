@@ -206,8 +206,9 @@ async def _fetch(conn: asyncpg.Connection, sql: str, *args: Any) -> list[asyncpg
         # sums by group are hash aggregates in memory: the planner, which cannot know how many rollup rows
         # a bucket holds, would otherwise sort tens of thousands of rows by their text columns under the
         # database's collation, several times slower (measured: bench/test_reports.py)
-        await conn.execute("SET LOCAL work_mem = '64MB'")
-        await conn.execute("SET LOCAL enable_sort = off")
+        # (and no JIT: the cost that disabling sorts adds would make PostgreSQL compile every report query
+        # with LLVM, seconds for a query that runs in milliseconds; PostgreSQL docs, "When to JIT?")
+        await conn.execute("SET LOCAL work_mem = '64MB'; SET LOCAL enable_sort = off; SET LOCAL jit = off")
         return list(await conn.fetch(sql, *args))
 
 
