@@ -1,15 +1,27 @@
-# The attribution and dedup kernel (spec: attribution.md).  It owns the hot
-# loops and the in-memory state of one app; unmo.kernel decides everything
-# else (settings, database lookups, what to answer).
+# The attribution and dedup kernel (spec: attribution.md; decisions and figures:
+# docs/kernel.md).  It owns the hot loops and the in-memory state of one app;
+# unmo.kernel decides everything else (settings, database lookups, answers).
 #
-# State, all bounded by the app's windows (docs/architecture.md, "Memory"):
-#   seen       record-id dedup keys (128 bit) -> received ms, dedup window
-#   touches    append-only arrays; chains by typed device hash, by fingerprint
-#              (clicks without identifiers) and an index by click id;
-#              kept while ts >= now - longest window - grace
-#   installs   the devices' primary installs (not reinstalls), indexed by typed
-#              device hash; kept while ts >= now - re-attribution window - grace;
-#              older ones are looked up in the database by unmo.kernel on a miss.
+# State, all bounded by the app's windows (docs/kernel.md, "Memory"):
+#   seen       record-id dedup keys (128 bit) -> received ms; entries older than
+#              the dedup window are dropped when the table is rebuilt
+#   touches    append-only columns (ts, campaign, kind, flags, record id in a byte
+#              arena) and links: one per typed device hash (and per fingerprint of
+#              a click without identifiers), chained newest first from a head per
+#              hash; plus an index by click id for referrers.  Kept while
+#              ts >= now - longest window - grace.
+#   installs   the primary installs (not reinstalls), indexed by typed device
+#              hash; kept while ts >= now - re-attribution window - grace; older
+#              ones are looked up in the database by unmo.kernel on a miss.
+#
+# Speed (docs/kernel.md): the tables are far larger than the caches, so a probe
+# is a wait on memory; the batch loop prefetches the lines a record will probe
+# PREFETCH_AHEAD records before it gets there, and touches keep no Python object.
+
+cdef enum:
+    PREFETCH_AHEAD = 16
+    MAX_HELD = 1 << 30        # touch slots and links are stored in 31 bits (table.h unmo_head, Link)
+    MAX_ID_BYTES = 65535      # a record id is 1..128 characters (ingest spec): at most 512 UTF-8 bytes
 
 
 cdef int _cand_cmp(const void *a, const void *b) noexcept nogil:
@@ -23,13 +35,23 @@ cdef int _cand_cmp(const void *a, const void *b) noexcept nogil:
     return 0
 
 
-cdef inline void *_grow(void *p, size_t n, size_t size) except NULL:
-    cdef void *q = realloc(p, n * size if n else size)
+cdef inline void *_grow(void *p, size_t old_n, size_t n, size_t size) except NULL:
+    """Resize a column of ``old_n`` items to ``n`` items of ``size`` bytes (table.h)."""
+    cdef void *q = unmo_array_resize(p, old_n * size, n * size)
     if q == NULL:
         raise MemoryError("kernel state")
     return q
 
 
+cdef inline uint64_t _first_id(const uint64_t *dev) noexcept nogil:
+    cdef int j
+    for j in range(5):
+        if dev[j] != 0:
+            return dev[j]
+    return 0
+
+
+@cython.final
 cdef class Kernel:
     """Per-app attribution state and the waterfall over batches of columns."""
 
@@ -43,25 +65,25 @@ cdef class Kernel:
 
     cdef unmo_set128 seen
 
+    # touches
     cdef int64_t nt, tcap, t_live
     cdef int64_t *t_ts
-    cdef int64_t *t_next
-    cdef int64_t *t_fpnext
-    cdef uint64_t *t_h1
-    cdef uint64_t *t_h2
-    cdef uint64_t *t_dev
-    cdef uint64_t *t_fp
     cdef int32_t *t_camp
     cdef uint8_t *t_kind
     cdef uint8_t *t_flags
-    cdef list t_ids
-    cdef unmo_map t_bydev
-    cdef unmo_map t_byfp
-    cdef unmo_map t_byid
+    cdef uint64_t *t_idref        # (offset in t_arena << 16) | UTF-8 length of the record id
+    cdef char *t_arena
+    cdef int64_t alen, acap
+    cdef Link *links
+    cdef int64_t nl, lcap
+    cdef unmo_heads t_bydev       # typed device hash -> newest link, latest click and impression
+    cdef unmo_heads t_byfp        # fingerprint of clicks without identifiers -> the same
+    cdef unmo_set128 t_byid       # click record id -> touch slot (referrer matches)
 
+    # installs
     cdef int64_t ni, icap, i_live
     cdef int64_t *i_ts
-    cdef int64_t *i_order   # processing order: (app_log.seq << 32) | ord of the decision
+    cdef int64_t *i_order         # decision order: (app_log.seq << 32) | ord
     cdef int64_t *i_tts
     cdef int64_t *i_ctit
     cdef int32_t *i_camp
@@ -72,21 +94,28 @@ cdef class Kernel:
     cdef unmo_map i_bydev
     cdef unmo_map absent
 
+    # scratch of the waterfall: candidate clicks and impressions of the install being decided
     cdef Cand *cand
-    cdef int64_t ccap
+    cdef int64_t ccap, nc
+    cdef Cand *icand
+    cdef int64_t iccap, nic
+    cdef int64_t *listed          # touches listed as rejected for the install being decided
+    cdef int64_t nlisted, lscap
 
     def __cinit__(self):
-        if (unmo_set128_init(&self.seen, 1024) or unmo_map_init(&self.t_bydev, 1024)
-                or unmo_map_init(&self.t_byfp, 256) or unmo_map_init(&self.t_byid, 1024)
+        if (unmo_set128_init(&self.seen, 1024) or unmo_heads_init(&self.t_bydev, 1024)
+                or unmo_heads_init(&self.t_byfp, 256) or unmo_set128_init(&self.t_byid, 1024)
                 or unmo_map_init(&self.i_bydev, 1024) or unmo_map_init(&self.absent, 64)):
             raise MemoryError("kernel state")
-        self.t_ids = []
         self.i_tids = []
         self.rebuild_min = 65536
         self.last_received = 0
-        self.ccap = 64
+        self.ccap = self.iccap = 64
         self.cand = <Cand *>malloc(self.ccap * sizeof(Cand))
-        if self.cand == NULL:
+        self.icand = <Cand *>malloc(self.iccap * sizeof(Cand))
+        self.lscap = 16
+        self.listed = <int64_t *>malloc(self.lscap * sizeof(int64_t))
+        if self.cand == NULL or self.icand == NULL or self.listed == NULL:
             raise MemoryError("kernel state")
 
     def __init__(self, int64_t click_window, int64_t impression_window, int64_t probabilistic_window,
@@ -107,153 +136,272 @@ cdef class Kernel:
 
     def __dealloc__(self):
         unmo_set128_free(&self.seen)
-        unmo_map_free(&self.t_bydev)
-        unmo_map_free(&self.t_byfp)
-        unmo_map_free(&self.t_byid)
+        unmo_heads_free(&self.t_bydev)
+        unmo_heads_free(&self.t_byfp)
+        unmo_set128_free(&self.t_byid)
         unmo_map_free(&self.i_bydev)
         unmo_map_free(&self.absent)
-        free(self.t_ts); free(self.t_next); free(self.t_fpnext); free(self.t_h1); free(self.t_h2)
-        free(self.t_dev); free(self.t_fp); free(self.t_camp); free(self.t_kind); free(self.t_flags)
-        free(self.i_ts); free(self.i_order); free(self.i_tts); free(self.i_ctit); free(self.i_camp)
-        free(self.i_status); free(self.i_tkind); free(self.i_match)
-        free(self.cand)
+        unmo_table_free(self.t_ts, self.tcap * 8)
+        unmo_table_free(self.t_camp, self.tcap * 4)
+        unmo_table_free(self.t_kind, self.tcap)
+        unmo_table_free(self.t_flags, self.tcap)
+        unmo_table_free(self.t_idref, self.tcap * 8)
+        unmo_table_free(self.t_arena, self.acap)
+        unmo_table_free(self.links, self.lcap * sizeof(Link))
+        unmo_table_free(self.i_ts, self.icap * 8)
+        unmo_table_free(self.i_order, self.icap * 8)
+        unmo_table_free(self.i_tts, self.icap * 8)
+        unmo_table_free(self.i_ctit, self.icap * 8)
+        unmo_table_free(self.i_camp, self.icap * 4)
+        unmo_table_free(self.i_status, self.icap)
+        unmo_table_free(self.i_tkind, self.icap)
+        unmo_table_free(self.i_match, self.icap)
+        unmo_table_free(self.cand, self.ccap * sizeof(Cand))
+        unmo_table_free(self.icand, self.iccap * sizeof(Cand))
+        unmo_table_free(self.listed, self.lscap * 8)
 
     # ------------------------------------------------------------------ sizes
     @property
     def touches(self):
+        """Touches held."""
         return self.nt
 
     @property
+    def touch_links(self):
+        """Links held (one per identifier of a touch, one per fingerprint of a click without any)."""
+        return self.nl
+
+    @property
     def installs(self):
+        """Primary installs held."""
         return self.ni
 
     @property
     def record_ids(self):
+        """Record ids in the dedup set."""
         return self.seen.len
 
     def memory_bytes(self):
-        """Bytes held by the C state (tables and arrays, not the id strings)."""
+        """Bytes allocated for the state (tables, columns, the id arena; not the Python strings
+        of installs' touch ids)."""
         cdef size_t b = 0
-        b += self.seen.cap * 24
-        b += (self.t_bydev.cap + self.t_byfp.cap + self.t_byid.cap + self.i_bydev.cap + self.absent.cap) * 16
-        b += self.tcap * (8 + 8 * NDEV + 8 + 8 + 8 + 8 * NDEV + 8 + 4 + 1 + 1)
-        b += self.icap * (8 + 8 + 8 + 4 + 1 + 1 + 1)
+        b += (self.seen.cap + self.t_byid.cap) * sizeof(unmo_entry128)
+        b += (self.t_bydev.cap + self.t_byfp.cap) * sizeof(unmo_head)
+        b += (self.i_bydev.cap + self.absent.cap) * sizeof(unmo_entry)
+        b += self.tcap * (8 + 4 + 1 + 1 + 8) + self.acap + self.lcap * sizeof(Link)
+        b += self.icap * (8 + 8 + 8 + 8 + 4 + 1 + 1 + 1)
+        b += (self.ccap + self.iccap) * sizeof(Cand) + self.lscap * 8
         return b
 
-    # -------------------------------------------------------------- dedup set
-    cdef inline bint _seen_check_add(self, uint64_t h1, uint64_t h2, int64_t received) except -1:
-        """True when (h1, h2) was accepted within the dedup window; else remembers it."""
-        cdef int64_t *v = unmo_set128_get(&self.seen, h1, h2)
-        if v != NULL:
-            if received - v[0] <= self.dedup_window:
-                return True
-            v[0] = received
-            return False
-        if unmo_set128_full(&self.seen):
-            if unmo_set128_rebuild(&self.seen, received - self.dedup_window) != 0:
+    def reserve(self, int64_t records, int64_t touches=0, int64_t links=0, int64_t id_bytes=0):
+        """Make room for ``records`` more record ids, ``touches`` more touches (clicks among
+        them), ``links`` more touch links and ``id_bytes`` more bytes of touch ids, so that the
+        batches that bring them do not grow tables on the way (warming up; benchmarks)."""
+        cdef int64_t cap
+        if records > 0 and unmo_set128_full(&self.seen, <size_t>records):
+            if unmo_set128_rebuild(&self.seen, self.last_received - self.dedup_window, <size_t>records) != 0:
                 raise MemoryError("dedup set")
-        unmo_set128_add(&self.seen, h1, h2, received)
-        return False
+        if touches > 0:
+            if unmo_set128_full(&self.t_byid, <size_t>touches):
+                if unmo_set128_rebuild(&self.t_byid, 0, <size_t>touches) != 0:
+                    raise MemoryError("touch index")
+            cap = self.tcap if self.tcap else 1024
+            while cap < self.nt + touches:
+                cap *= 2
+            if cap > self.tcap:
+                self._touch_capacity(cap)
+        if links > 0 and self.nl + links > self.lcap:
+            self.links = <Link *>_grow(self.links, self.lcap, self.nl + links, sizeof(Link))
+            self.lcap = self.nl + links
+        if id_bytes > 0 and self.alen + id_bytes > self.acap:
+            self.t_arena = <char *>_grow(self.t_arena, self.acap, self.alen + id_bytes, 1)
+            self.acap = self.alen + id_bytes
 
     # ---------------------------------------------------------------- touches
     cdef int _touch_reserve(self) except -1:
         cdef int64_t cap
         if self.nt < self.tcap:
             return 0
-        cap = self.tcap * 2 if self.tcap else 1024
-        self.t_ts = <int64_t *>_grow(self.t_ts, cap, 8)
-        self.t_next = <int64_t *>_grow(self.t_next, cap * NDEV, 8)
-        self.t_fpnext = <int64_t *>_grow(self.t_fpnext, cap, 8)
-        self.t_h1 = <uint64_t *>_grow(self.t_h1, cap, 8)
-        self.t_h2 = <uint64_t *>_grow(self.t_h2, cap, 8)
-        self.t_dev = <uint64_t *>_grow(self.t_dev, cap * NDEV, 8)
-        self.t_fp = <uint64_t *>_grow(self.t_fp, cap, 8)
-        self.t_camp = <int32_t *>_grow(self.t_camp, cap, 4)
-        self.t_kind = <uint8_t *>_grow(self.t_kind, cap, 1)
-        self.t_flags = <uint8_t *>_grow(self.t_flags, cap, 1)
+        if self.tcap >= MAX_HELD:
+            raise MemoryError(f"kernel state: more than {MAX_HELD} touches within the windows")
+        self._touch_capacity(self.tcap * 2 if self.tcap else 1024)
+        return 0
+
+    cdef int _touch_capacity(self, int64_t cap) except -1:
+        self.t_ts = <int64_t *>_grow(self.t_ts, self.tcap, cap, 8)
+        self.t_camp = <int32_t *>_grow(self.t_camp, self.tcap, cap, 4)
+        self.t_kind = <uint8_t *>_grow(self.t_kind, self.tcap, cap, 1)
+        self.t_flags = <uint8_t *>_grow(self.t_flags, self.tcap, cap, 1)
+        self.t_idref = <uint64_t *>_grow(self.t_idref, self.tcap, cap, 8)
         self.tcap = cap
         return 0
 
-    cdef int _link_touch(self, int64_t s) except -1:
-        cdef int j
-        cdef int64_t *head
-        cdef uint64_t h
-        for j in range(NDEV):
-            h = self.t_dev[s * NDEV + j]
-            self.t_next[s * NDEV + j] = -1
-            if h == 0:
-                continue
-            head = unmo_map_get(&self.t_bydev, h)
-            if head != NULL:
-                self.t_next[s * NDEV + j] = head[0]
-                head[0] = s
-            elif unmo_map_put(&self.t_bydev, h, s) != 0:
-                raise MemoryError("touch index")
-        self.t_fpnext[s] = -1
-        if self.t_fp[s] != 0 and not (self.t_flags[s] & TF_HAS_IDS) and self.t_kind[s] == KIND_CLICK:
-            head = unmo_map_get(&self.t_byfp, self.t_fp[s])
-            if head != NULL:
-                self.t_fpnext[s] = head[0]
-                head[0] = s
-            elif unmo_map_put(&self.t_byfp, self.t_fp[s], s) != 0:
-                raise MemoryError("touch index")
-        if self.t_kind[s] == KIND_CLICK:
-            if unmo_map_put(&self.t_byid, self.t_h1[s], s) != 0:
-                raise MemoryError("touch index")
+    cdef inline int _link(self, unmo_heads *heads, uint64_t h, int64_t s, int64_t ts, uint8_t kind,
+                          bint blocked) except -1:
+        """Put touch ``s`` at the head of the chain of ``h``; it is the latest of its kind there
+        unless one with a later ts is (slots grow, so an equal ts makes it the latest)."""
+        cdef unmo_head *e
+        cdef Link *link
+        if self.nl == self.lcap:
+            if self.lcap >= MAX_HELD:
+                raise MemoryError(f"kernel state: more than {MAX_HELD} touch links within the windows")
+            self.links = <Link *>_grow(self.links, self.lcap, self.lcap * 2 if self.lcap else 1024, sizeof(Link))
+            self.lcap = self.lcap * 2 if self.lcap else 1024
+        e = unmo_heads_upsert(heads, h)
+        if e == NULL:
+            raise MemoryError("touch index")
+        link = &self.links[self.nl]
+        link.ts = ts
+        link.next = e.link
+        link.touch = (<uint32_t>s << 1) | (1 if kind == KIND_CLICK else 0)
+        e.link = <int32_t>self.nl
+        self.nl += 1
+        if kind == KIND_CLICK:
+            if e.click < 0 or ts >= e.click_ts:
+                e.click = <int32_t>s
+                e.click_ts = ts
+                e.flags = (e.flags & ~1) | (1 if blocked else 0)
+        elif e.imp < 0 or ts >= self.t_ts[e.imp]:
+            e.imp = <int32_t>s
+            e.flags = (e.flags & ~2) | (2 if blocked else 0)
         return 0
 
-    cdef int _add_touch(self, uint8_t kind, int64_t ts, uint64_t h1, uint64_t h2, const uint64_t *dev,
-                        uint64_t fp, int32_t camp, bint blocked, object touch_id) except -1:
-        cdef int64_t s
-        cdef int j
+    cdef inline uint64_t _store_id(self, PyObject *rid) except? 0:
+        """Copy a record id's UTF-8 into the arena; its (offset << 16) | length."""
+        cdef Py_ssize_t size
+        cdef const char *p
+        cdef int64_t cap
+        if _k_is_str(rid) and _k_is_ascii(rid):
+            p = <const char *>_k_str_data(rid)   # compact ASCII: the characters are the UTF-8
+            size = _k_str_len(rid)
+        else:
+            p = _k_utf8(rid, &size)
+        cdef uint64_t ref
+        if size > MAX_ID_BYTES:
+            raise ValueError(f"record id: longer than {MAX_ID_BYTES} bytes")
+        if self.alen + size > self.acap:
+            cap = self.acap * 2 if self.acap else 65536
+            while cap < self.alen + size:
+                cap *= 2
+            self.t_arena = <char *>_grow(self.t_arena, self.acap, cap, 1)
+            self.acap = cap
+        _k_memcpy(self.t_arena + self.alen, p, size)
+        ref = (<uint64_t>self.alen << 16) | <uint64_t>size
+        self.alen += size
+        return ref
+
+    cdef object _touch_id(self, int64_t s):
+        cdef uint64_t ref = self.t_idref[s]
+        return _k_decode(self.t_arena + (ref >> 16), <Py_ssize_t>(ref & 0xFFFF), NULL)
+
+    cdef inline int _add_touch(self, uint8_t kind, int64_t ts, uint64_t h1, uint64_t h2, const uint64_t *dev,
+                        uint64_t fp, int32_t camp, bint blocked, PyObject *touch_id) except -1:
+        cdef int64_t s = self.nt
+        cdef int j, found
         cdef uint8_t flags = TF_BLOCKED if blocked else 0
+        cdef int64_t *v
         self._touch_reserve()
-        s = self.nt
-        self.t_ts[s] = ts
-        self.t_h1[s] = h1
-        self.t_h2[s] = h2
-        for j in range(NDEV):
-            self.t_dev[s * NDEV + j] = dev[j]
+        self.t_idref[s] = self._store_id(touch_id)
+        for j in range(5):
             if dev[j] != 0:
                 flags |= TF_HAS_IDS
-        self.t_fp[s] = fp
+                self._link(&self.t_bydev, dev[j], s, ts, kind, blocked)
+        if kind == KIND_CLICK:
+            if not (flags & TF_HAS_IDS) and fp != 0:
+                self._link(&self.t_byfp, fp, s, ts, kind, blocked)
+            if unmo_set128_full(&self.t_byid, 1) and unmo_set128_rebuild(&self.t_byid, 0, self.t_byid.len) != 0:
+                raise MemoryError("touch index")
+            v = unmo_set128_find_or_add(&self.t_byid, h1, h2, s, &found)
+            v[0] = s   # a click id accepted again (after the dedup window): the later copy
+        self.t_ts[s] = ts
         self.t_camp[s] = camp
         self.t_kind[s] = kind
         self.t_flags[s] = flags
-        self.t_ids.append(touch_id)
-        self.nt += 1
-        self._link_touch(s)
+        self.nt = s + 1
         return 0
 
     cdef int _rebuild_touches(self, int64_t keep_from) except -1:
-        """Drop touches with ts < keep_from and relink the survivors in order."""
-        cdef int64_t s, d = 0
-        cdef int j
-        cdef list ids = []
-        unmo_map_free(&self.t_bydev)
-        unmo_map_free(&self.t_byfp)
-        unmo_map_free(&self.t_byid)
-        if (unmo_map_init(&self.t_bydev, 1024) or unmo_map_init(&self.t_byfp, 256)
-                or unmo_map_init(&self.t_byid, 1024)):
+        """Drop touches with ts < keep_from; compact the columns, the arena and the links in
+        order, and let every chain skip the links it lost."""
+        cdef int64_t s, d = 0, l, ld = 0, nxt, head
+        cdef int64_t alen = 0
+        cdef uint64_t ref, size
+        cdef size_t i
+        cdef int64_t *remap = <int64_t *>malloc((self.nt if self.nt else 1) * 8)
+        cdef int64_t *fwd = <int64_t *>malloc((self.nl if self.nl else 1) * 8)
+        cdef Link old
+        cdef unmo_heads heads
+        cdef unmo_head e
+        cdef unmo_set128 byid
+        cdef unmo_heads *maps[2]
+        cdef int m, found
+        if remap == NULL or fwd == NULL:
+            free(remap); free(fwd)
             raise MemoryError("touch index")
-        for s in range(self.nt):
-            if self.t_ts[s] < keep_from:
-                continue
-            self.t_ts[d] = self.t_ts[s]
-            self.t_h1[d] = self.t_h1[s]
-            self.t_h2[d] = self.t_h2[s]
-            for j in range(NDEV):
-                self.t_dev[d * NDEV + j] = self.t_dev[s * NDEV + j]
-            self.t_fp[d] = self.t_fp[s]
-            self.t_camp[d] = self.t_camp[s]
-            self.t_kind[d] = self.t_kind[s]
-            self.t_flags[d] = self.t_flags[s]
-            ids.append(self.t_ids[s])
-            self._link_touch(d)
-            d += 1
-        self.nt = d
-        self.t_ids = ids
-        self.t_live = d
+        try:
+            for s in range(self.nt):
+                if self.t_ts[s] < keep_from:
+                    remap[s] = -1
+                    continue
+                remap[s] = d
+                self.t_ts[d] = self.t_ts[s]
+                self.t_camp[d] = self.t_camp[s]
+                self.t_kind[d] = self.t_kind[s]
+                self.t_flags[d] = self.t_flags[s]
+                ref = self.t_idref[s]
+                size = ref & 0xFFFF
+                _k_memmove(self.t_arena + alen, self.t_arena + (ref >> 16), size)
+                self.t_idref[d] = (<uint64_t>alen << 16) | size
+                alen += <int64_t>size
+                d += 1
+            # fwd[l]: the newest surviving link at or after l along its chain (its new index).
+            # A chain only points to older links, which the loop has passed already, and
+            # compaction writes at ld <= l, so links[l] is read before anything overwrites it.
+            for l in range(self.nl):
+                old = self.links[l]
+                nxt = fwd[old.next] if old.next >= 0 else -1
+                if remap[old.touch >> 1] >= 0:
+                    self.links[ld].ts = old.ts
+                    self.links[ld].next = <int32_t>nxt
+                    self.links[ld].touch = (<uint32_t>remap[old.touch >> 1] << 1) | (old.touch & 1)
+                    fwd[l] = ld
+                    ld += 1
+                else:
+                    fwd[l] = nxt
+            maps[0] = &self.t_bydev
+            maps[1] = &self.t_byfp
+            for m in range(2):
+                if unmo_heads_init(&heads, maps[m].len * 2 + 16) != 0:
+                    raise MemoryError("touch index")
+                for i in range(maps[m].cap):
+                    e = maps[m].e[i]
+                    if e.key == 0 or e.link < 0 or fwd[e.link] < 0:
+                        continue
+                    e.link = <int32_t>fwd[e.link]
+                    # the latest touch of a kind has the largest ts: if it is dropped, all are
+                    e.click = <int32_t>remap[e.click] if e.click >= 0 else -1
+                    e.imp = <int32_t>remap[e.imp] if e.imp >= 0 else -1
+                    unmo_heads_add_new(&heads, &e)
+                unmo_heads_free(maps[m])
+                maps[m][0] = heads
+            if unmo_set128_init(&byid, self.t_byid.len * 2 + 16) != 0:
+                raise MemoryError("touch index")
+            for i in range(self.t_byid.cap):
+                if self.t_byid.e[i].k1 != 0 and remap[self.t_byid.e[i].val] >= 0:
+                    unmo_set128_find_or_add(&byid, self.t_byid.e[i].k1, self.t_byid.e[i].k2,
+                                            remap[self.t_byid.e[i].val], &found)
+            unmo_set128_free(&self.t_byid)
+            self.t_byid = byid
+        finally:
+            free(remap)
+            free(fwd)
+        if UNMO_DEBUG:
+            for l in range(ld):
+                if not (0 <= (self.links[l].touch >> 1) < d) or self.links[l].next >= l:
+                    raise AssertionError("touch links out of order after a rebuild")
+        self.nt = self.t_live = d
+        self.nl = ld
+        self.alen = alen
         return 0
 
     # --------------------------------------------------------------- installs
@@ -262,14 +410,14 @@ cdef class Kernel:
         cdef int64_t cap, s
         if self.ni >= self.icap:
             cap = self.icap * 2 if self.icap else 256
-            self.i_ts = <int64_t *>_grow(self.i_ts, cap, 8)
-            self.i_order = <int64_t *>_grow(self.i_order, cap, 8)
-            self.i_tts = <int64_t *>_grow(self.i_tts, cap, 8)
-            self.i_ctit = <int64_t *>_grow(self.i_ctit, cap, 8)
-            self.i_camp = <int32_t *>_grow(self.i_camp, cap, 4)
-            self.i_status = <uint8_t *>_grow(self.i_status, cap, 1)
-            self.i_tkind = <uint8_t *>_grow(self.i_tkind, cap, 1)
-            self.i_match = <uint8_t *>_grow(self.i_match, cap, 1)
+            self.i_ts = <int64_t *>_grow(self.i_ts, self.icap, cap, 8)
+            self.i_order = <int64_t *>_grow(self.i_order, self.icap, cap, 8)
+            self.i_tts = <int64_t *>_grow(self.i_tts, self.icap, cap, 8)
+            self.i_ctit = <int64_t *>_grow(self.i_ctit, self.icap, cap, 8)
+            self.i_camp = <int32_t *>_grow(self.i_camp, self.icap, cap, 4)
+            self.i_status = <uint8_t *>_grow(self.i_status, self.icap, cap, 1)
+            self.i_tkind = <uint8_t *>_grow(self.i_tkind, self.icap, cap, 1)
+            self.i_match = <uint8_t *>_grow(self.i_match, self.icap, cap, 1)
             self.icap = cap
         s = self.ni
         self.i_ts[s] = ts
@@ -284,7 +432,7 @@ cdef class Kernel:
         self.ni += 1
         return s
 
-    cdef int64_t _primary_of(self, const uint64_t *dev):
+    cdef int64_t _primary_of(self, const uint64_t *dev) noexcept:
         """The most recently decided primary install sharing an identifier, or -1.
 
         By decision order, not slot: installs looked up in the database after an eviction
@@ -292,7 +440,7 @@ cdef class Kernel:
         cdef int j
         cdef int64_t best = -1
         cdef int64_t *v
-        for j in range(NDEV):
+        for j in range(5):
             if dev[j] == 0:
                 continue
             v = unmo_map_get(&self.i_bydev, dev[j])
@@ -303,17 +451,16 @@ cdef class Kernel:
     cdef int _map_install(self, const uint64_t *dev, int64_t slot) except -1:
         """Point the identifiers at ``slot`` unless one points at a more recently decided install
         already (an old install looked up in the database must not take over an identifier)."""
-        cdef int j
+        cdef int j, is_new
         cdef int64_t *v
-        for j in range(NDEV):
+        for j in range(5):
             if dev[j] == 0:
                 continue
-            v = unmo_map_get(&self.i_bydev, dev[j])
-            if v != NULL:
-                if self.i_order[v[0]] <= self.i_order[slot]:
-                    v[0] = slot
-            elif unmo_map_put(&self.i_bydev, dev[j], slot) != 0:
+            v = unmo_map_upsert(&self.i_bydev, dev[j], &is_new)
+            if v == NULL:
                 raise MemoryError("install index")
+            if is_new or self.i_order[v[0]] <= self.i_order[slot]:
+                v[0] = slot
         return 0
 
     cdef int _rebuild_installs(self, int64_t keep_from) except -1:
@@ -344,10 +491,8 @@ cdef class Kernel:
             if unmo_map_init(&fresh, self.i_bydev.len + 16) != 0:
                 raise MemoryError("install index")
             for i in range(self.i_bydev.cap):
-                if self.i_bydev.keys[i] != 0 and remap[self.i_bydev.vals[i]] >= 0:
-                    if unmo_map_put(&fresh, self.i_bydev.keys[i], remap[self.i_bydev.vals[i]]) != 0:
-                        unmo_map_free(&fresh)
-                        raise MemoryError("install index")
+                if self.i_bydev.e[i].key != 0 and remap[self.i_bydev.e[i].val] >= 0:
+                    unmo_map_add_new(&fresh, self.i_bydev.e[i].key, remap[self.i_bydev.e[i].val])
             unmo_map_free(&self.i_bydev)
             self.i_bydev = fresh
         finally:
@@ -377,7 +522,7 @@ cdef class Kernel:
         for r in range(n):
             if kind[r] < KIND_INSTALL:
                 continue
-            for j in range(NDEV):
+            for j in range(5):
                 h = dev[r, j]
                 if h != 0 and unmo_map_get(&self.i_bydev, h) == NULL and unmo_map_get(&self.absent, h) == NULL:
                     out.append(h)
@@ -399,7 +544,7 @@ cdef class Kernel:
         added: unmo.kernel points identifiers at it with ``map_ids`` after replaying a looked-up
         device history on its own."""
         cdef int64_t slot
-        if dev.shape[0] != NDEV:
+        if dev.shape[0] != 5:
             raise ValueError("dev: expected 5 typed hashes")
         if status == OUT_REINSTALL:
             if not index:
@@ -432,62 +577,131 @@ cdef class Kernel:
                 const uint64_t[::1] id_h2, const uint64_t[:, ::1] dev, const uint64_t[::1] fp,
                 const uint64_t[::1] ref_h1, const uint64_t[::1] ref_h2, const int32_t[::1] camp,
                 const uint8_t[::1] blocked, list ids, const int64_t[::1] received, bint decide=True,
-                const int16_t[::1] stored=None, int64_t order_base=0):
-        """Apply a batch in ts order (stable).
+                const int16_t[::1] stored=None, int64_t order_base=0, const int64_t[::1] order=None):
+        """Apply a batch in ts order (stable), or in ``order`` (row indices) when given.
 
         With ``decide`` (new records): returns ``(dup, outcome, camp_out, inst, match, rejected)``:
         dup u8 (1: already accepted within the dedup window, nothing changed), outcome i16
         (unmo.model.Outcome), camp_out i32 (the attributed campaign ref of installs, opens and
         events; touches their own), inst i64 (installs: the primary install slot whose result
-        they carry), match u8 and rejected, a list of ``(row, touch id, touch ts, touch kind,
-        campaign ref, reason)`` for every touch the waterfall skipped.
+        they carry; opens and events: the one they inherit), match u8 and rejected, a list of
+        ``(row, touch id, touch ts, touch kind, campaign ref, reason)`` for every touch the
+        waterfall skipped.
 
         Without ``decide`` (replaying stored records, oldest first), ``stored`` holds each
         record's stored outcome; installs are not replayed here (see replay_install).
 
-        ``order_base + k`` is the decision order of the install processed k-th (in ts order):
-        unmo.kernel passes ``app_log.seq << 32``, so that it equals ``(seq << 32) | ord`` of
-        the stored row.
+        ``order_base + k`` is the decision order of the install processed k-th: unmo.kernel
+        passes ``app_log.seq << 32``, so that it equals ``(seq << 32) | ord`` of the stored row.
         """
-        cdef Py_ssize_t n = kind.shape[0], k, r
-        cdef int64_t now = self.last_received
+        cdef Py_ssize_t n = kind.shape[0], k, r, r2
+        cdef int64_t now = self.last_received, low = _K_INT64_MAX, slot, rcv, touches, clicks, cap
+        cdef int found
+        cdef int64_t *seen_at
+        cdef uint8_t kd, kd2
+        cdef uint64_t h
+        cdef bint b
         if (ts.shape[0] != n or id_h1.shape[0] != n or id_h2.shape[0] != n or dev.shape[0] != n
                 or fp.shape[0] != n or ref_h1.shape[0] != n or ref_h2.shape[0] != n or camp.shape[0] != n
                 or blocked.shape[0] != n or len(ids) != n or received.shape[0] != n
-                or (dev.shape[1] != NDEV and n > 0)):
+                or (order is not None and order.shape[0] != n) or (dev.shape[1] != 5 and n > 0)):
             raise ValueError("process: columns differ in length")
         if not decide and (stored is None or stored.shape[0] != n):
             raise ValueError("process: replay needs the stored outcomes")
-        for r in range(n):
-            if received[r] > now:
-                now = received[r]
-        self.last_received = now
-
-        order_arr = np.argsort(np.asarray(ts), kind="stable").astype(np.int64) if decide \
-            else np.arange(n, dtype=np.int64)
-        cdef const int64_t[::1] order = order_arr
         dup_a = np.zeros(n, dtype=np.uint8)
         out_a = np.zeros(n, dtype=np.int16)
         camp_a = np.full(n, -1, dtype=np.int32)
         inst_a = np.full(n, -1, dtype=np.int64)
         match_a = np.zeros(n, dtype=np.uint8)
+        cdef list rejected = []
+        if n == 0:
+            return dup_a, out_a, camp_a, inst_a, match_a, rejected
+        for r in range(n):
+            rcv = received[r]
+            if rcv > now:
+                now = rcv
+            if rcv < low:
+                low = rcv
+        self.last_received = now
+
+        cdef const int64_t[::1] rows
+        cdef bint in_row_order = False
+        if order is not None:
+            for k in range(n):
+                if not 0 <= order[k] < n:
+                    raise ValueError(f"process: order[{k}] = {order[k]} is not a row")
+            rows = order
+        elif not decide or unmo_ts_sorted(&ts[0], <size_t>n):
+            in_row_order = True   # replay (stored order) or a batch sorted already
+            rows = ts             # unused
+        else:
+            order_arr = np.empty(n, dtype=np.int64)
+            rows = order_arr
+            if unmo_ts_order(&ts[0], <size_t>n, <int64_t *>&rows[0]) != 0:
+                raise MemoryError("batch order")
+        # room for the batch's touches up front rather than by doubling on the way
+        touches = clicks = 0
+        for r in range(n):
+            if kind[r] <= KIND_IMPRESSION:
+                touches += 1
+                clicks += kind[r] == KIND_CLICK
+        if self.nt + touches > self.tcap:
+            cap = self.tcap if self.tcap else 1024
+            while cap < self.nt + touches:
+                cap *= 2
+            self._touch_capacity(cap)
+        if clicks and unmo_set128_full(&self.t_byid, <size_t>clicks):
+            if unmo_set128_rebuild(&self.t_byid, 0, <size_t>clicks) != 0:
+                raise MemoryError("touch index")
         cdef uint8_t[::1] dup = dup_a
         cdef int16_t[::1] out = out_a
         cdef int32_t[::1] camp_out = camp_a
         cdef int64_t[::1] inst = inst_a
         cdef uint8_t[::1] match = match_a
-        cdef list rejected = []
-        cdef uint8_t kd
-        cdef int64_t slot
+
+        # The dedup set takes every new id of the batch without growing mid-batch; a rebuild
+        # keeps ids accepted within the window of the batch's earliest receive time.
+        if unmo_set128_full(&self.seen, <size_t>n):
+            if unmo_set128_rebuild(&self.seen, low - self.dedup_window, <size_t>n) != 0:
+                raise MemoryError("dedup set")
         for k in range(n):
-            r = order[k]
+            if k + PREFETCH_AHEAD < n:
+                r2 = k + PREFETCH_AHEAD if in_row_order else rows[k + PREFETCH_AHEAD]
+                unmo_set128_prefetch(&self.seen, id_h1[r2])
+                kd2 = kind[r2]
+                h = _first_id(&dev[r2, 0])
+                if kd2 <= KIND_IMPRESSION:
+                    if h != 0:
+                        unmo_heads_prefetch(&self.t_bydev, h)
+                    elif kd2 == KIND_CLICK and fp[r2] != 0:
+                        unmo_heads_prefetch(&self.t_byfp, fp[r2])
+                    if kd2 == KIND_CLICK:
+                        unmo_set128_prefetch(&self.t_byid, id_h1[r2])
+                    unmo_prefetch(_k_list_item(<PyObject *>ids, r2))
+                else:
+                    if h != 0:
+                        unmo_map_prefetch(&self.i_bydev, h)
+                    if kd2 == KIND_INSTALL:
+                        # what the waterfall reads first: the chain heads and the referrer's click
+                        if h != 0:
+                            unmo_heads_prefetch(&self.t_bydev, h)
+                        if fp[r2] != 0:
+                            unmo_heads_prefetch(&self.t_byfp, fp[r2])
+                        if ref_h1[r2] != 0:
+                            unmo_set128_prefetch(&self.t_byid, ref_h1[r2])
+            r = k if in_row_order else rows[k]
+            rcv = received[r]
+            seen_at = unmo_set128_find_or_add(&self.seen, id_h1[r], id_h2[r], rcv, &found)
+            if found:
+                if rcv - seen_at[0] <= self.dedup_window:
+                    dup[r] = 1
+                    continue
+                seen_at[0] = rcv   # accepted again after the window: the window restarts
             kd = kind[r]
-            if self._seen_check_add(id_h1[r], id_h2[r], received[r]):
-                dup[r] = 1
-                continue
             if kd == KIND_CLICK or kd == KIND_IMPRESSION:
-                b = blocked[r] if decide else stored[r] == OUT_IP_BLOCKLIST
-                self._add_touch(kd, ts[r], id_h1[r], id_h2[r], &dev[r, 0], fp[r], camp[r], b, ids[r])
+                b = blocked[r] != 0 if decide else stored[r] == OUT_IP_BLOCKLIST
+                self._add_touch(kd, ts[r], id_h1[r], id_h2[r], &dev[r, 0], fp[r], camp[r], b,
+                                _k_list_item(<PyObject *>ids, r))
                 out[r] = OUT_IP_BLOCKLIST if b else OUT_OK
                 camp_out[r] = camp[r]
             elif kd == KIND_INSTALL:
@@ -524,56 +738,109 @@ cdef class Kernel:
             self._rebuild_installs(now - self.reattribution_window - self.grace)
         return 0
 
-    cdef int _collect(self, const uint64_t *dev, uint64_t fpv, int64_t t, uint8_t want, int64_t window,
-                      bint by_fp) except -1:
-        """Fill self.cand with distinct touches of kind ``want`` in [t - window, t], sorted."""
-        cdef int64_t cnt = 0, s, i
-        cdef int j, jj
-        cdef int64_t *head
-        cdef bint dupe
-        if by_fp:
-            head = unmo_map_get(&self.t_byfp, fpv)
-            s = head[0] if head != NULL else -1
-            while s >= 0:
-                if self.t_kind[s] == want and self.t_ts[s] <= t and t - self.t_ts[s] <= window:
-                    cnt = self._push(cnt, s)
-                s = self.t_fpnext[s]
-        else:
-            for j in range(NDEV):
-                if dev[j] == 0:
+    # ---------------------------------------------------------- the waterfall
+    cdef inline int _push(self, Cand **buf, int64_t *cap, int64_t cnt, const Link *link) except -1:
+        if cnt >= cap[0]:
+            buf[0] = <Cand *>_grow(buf[0], cap[0], cap[0] * 2, sizeof(Cand))
+            cap[0] *= 2
+        buf[0][cnt].ts = link.ts
+        buf[0][cnt].slot = link.touch >> 1
+        return 0
+
+    cdef int _walk(self, int64_t l, int64_t t, int64_t click_window, int64_t impression_window) except -1:
+        """Append the eligible clicks (self.cand) and impressions (self.icand) along the chain from
+        link ``l``: one walk serves both tiers, reading only the links."""
+        cdef const Link *link
+        while l >= 0:
+            link = &self.links[l]
+            if link.ts <= t:
+                if link.touch & 1:
+                    if t - link.ts <= click_window:
+                        self._push(&self.cand, &self.ccap, self.nc, link)
+                        self.nc += 1
+                elif t - link.ts <= impression_window:
+                    self._push(&self.icand, &self.iccap, self.nic, link)
+                    self.nic += 1
+            l = link.next
+        return 0
+
+    cdef int _walk_devices(self, const uint64_t *dev, int64_t t) except -1:
+        """Walk the chains of the install's identifiers: its candidate clicks and impressions."""
+        cdef int j
+        cdef unmo_head *e
+        self.nc = self.nic = 0
+        for j in range(5):
+            if dev[j] != 0:
+                e = unmo_heads_get(&self.t_bydev, dev[j])
+                if e != NULL:
+                    self._walk(e.link, t, self.click_window, self.impression_window)
+        return 0
+
+    cdef int64_t _latest(self, unmo_heads *heads, const uint64_t *keys, int nkeys, bint click, int64_t t,
+                         int64_t window) noexcept:
+        """A tier's winner read from the chain heads alone, without walking a chain.
+
+        Each head holds its key's latest touch of the kind by (ts, slot).  When that touch is
+        out of the window so is every other of the key; when it is eligible and not rejected,
+        no other touch of the key comes before it in the tier.  So the latest eligible one over
+        the keys wins, and no candidate before it was examined (nothing to list as rejected).
+        -1: no touch of the kind is eligible; -2: a head cannot tell (its latest touch is later
+        than the install, or rejected): walk the chains."""
+        cdef int j
+        cdef unmo_head *e
+        cdef int64_t best = -1, best_ts = 0, s, ts
+        cdef bint blocked
+        for j in range(nkeys):
+            if keys[j] == 0:
+                continue
+            e = unmo_heads_get(heads, keys[j])
+            if e == NULL:
+                continue
+            if click:
+                s = e.click
+                ts = e.click_ts
+                blocked = (e.flags & 1) != 0
+            else:
+                s = e.imp
+                if s < 0:
                     continue
-                head = unmo_map_get(&self.t_bydev, dev[j])
-                s = head[0] if head != NULL else -1
-                while s >= 0:
-                    if self.t_kind[s] == want and self.t_ts[s] <= t and t - self.t_ts[s] <= window:
-                        # a touch reached through two identifiers counts once
-                        dupe = False
-                        for jj in range(j):
-                            if dev[jj] != 0 and self.t_dev[s * NDEV + jj] == dev[jj]:
-                                dupe = True
-                                break
-                        if not dupe:
-                            cnt = self._push(cnt, s)
-                    s = self.t_next[s * NDEV + j]
-        if cnt > 1:
-            qsort(self.cand, <size_t>cnt, sizeof(Cand), _cand_cmp)
-        return <int>cnt if cnt < 2147483647 else 2147483647
+                ts = self.t_ts[s]
+                blocked = (e.flags & 2) != 0
+            if s < 0:
+                continue
+            if ts > t:
+                return -2
+            if t - ts > window:
+                continue
+            if blocked or (click and t - ts < self.min_ctit):
+                return -2
+            if best < 0 or ts > best_ts or (ts == best_ts and s > best):
+                best = s
+                best_ts = ts
+        return best
 
-    cdef int64_t _push(self, int64_t cnt, int64_t s) except -1:
-        if cnt >= self.ccap:
-            self.ccap *= 2
-            self.cand = <Cand *>_grow(self.cand, self.ccap, sizeof(Cand))
-        self.cand[cnt].ts = self.t_ts[s]
-        self.cand[cnt].slot = s
-        return cnt + 1
+    cdef int64_t _ordered(self, Cand *buf, int64_t cnt) noexcept:
+        """Sort candidates latest first (ties: ingested later first); each touch once, though an
+        install may reach it through several identifiers.  The distinct count."""
+        cdef int64_t i, w
+        if cnt < 2:
+            return cnt
+        qsort(buf, <size_t>cnt, sizeof(Cand), _cand_cmp)
+        w = 1
+        for i in range(1, cnt):
+            if buf[i].slot != buf[w - 1].slot:
+                buf[w] = buf[i]
+                w += 1
+        return w
 
-    cdef int64_t _pick(self, int cnt, int64_t t, list skipped, Py_ssize_t row, list rejected) except -2:
-        """First candidate that is not rejected; rejected ones are reported once each."""
-        cdef int i
-        cdef int64_t s
+    cdef int64_t _pick(self, const Cand *cand, int64_t cnt, int64_t t, Py_ssize_t row,
+                       list rejected) except -2:
+        """First candidate that is not rejected; rejected ones are listed once per install."""
+        cdef int64_t i, j, s
         cdef int reason
+        cdef bint again
         for i in range(cnt):
-            s = self.cand[i].slot
+            s = cand[i].slot
             reason = 0
             if self.t_flags[s] & TF_BLOCKED:
                 reason = REJ_IP
@@ -581,21 +848,31 @@ cdef class Kernel:
                 reason = REJ_CTIT
             if reason == 0:
                 return s
-            if s in skipped:
+            again = False
+            for j in range(self.nlisted):
+                if self.listed[j] == s:
+                    again = True
+                    break
+            if again:
                 continue
-            skipped.append(s)
-            rejected.append((row, self.t_ids[s], self.t_ts[s], self.t_kind[s], self.t_camp[s], reason))
+            if self.nlisted == self.lscap:
+                self.listed = <int64_t *>_grow(self.listed, self.lscap, self.lscap * 2, 8)
+                self.lscap *= 2
+            self.listed[self.nlisted] = s
+            self.nlisted += 1
+            rejected.append((row, self._touch_id(s), self.t_ts[s], self.t_kind[s], self.t_camp[s], reason))
         return -1
 
     cdef int _decide_install(self, Py_ssize_t r, int64_t t, const uint64_t *dev, uint64_t fpv,
                              uint64_t rh1, uint64_t rh2, int16_t[::1] out, int32_t[::1] camp_out,
                              int64_t[::1] inst, uint8_t[::1] match, list rejected, int64_t order) except -1:
         cdef int64_t last = self._primary_of(dev)
-        cdef int64_t win = -1, s
+        cdef int64_t win = -1, s, nic, window
         cdef int64_t *v
-        cdef int cnt
+        cdef unmo_head *e
+        cdef bint walked = False
+        cdef Cand one
         cdef uint8_t how = MATCH_NONE
-        cdef list skipped = []
         cdef uint8_t status
         if last >= 0 and t - self.i_ts[last] <= self.reattribution_window:
             out[r] = OUT_REINSTALL
@@ -604,42 +881,55 @@ cdef class Kernel:
             match[r] = self.i_match[last]
             self._map_install(dev, last)
             return 0
+        self.nlisted = 0
         # 1. referrer: the click named by the install referrer's click_id
         if rh1 != 0:
-            v = unmo_map_get(&self.t_byid, rh1)
+            v = unmo_set128_get(&self.t_byid, rh1, rh2)
             if v != NULL:
                 s = v[0]
-                if (self.t_h2[s] == rh2 and self.t_kind[s] == KIND_CLICK and self.t_ts[s] <= t
-                        and t - self.t_ts[s] <= self.click_window):
-                    self.cand[0].ts = self.t_ts[s]
-                    self.cand[0].slot = s
-                    win = self._pick(1, t, skipped, r, rejected)
+                if self.t_ts[s] <= t and t - self.t_ts[s] <= self.click_window:
+                    one.ts = self.t_ts[s]
+                    one.slot = s
+                    win = self._pick(&one, 1, t, r, rejected)
                     if win >= 0:
                         how = MATCH_REFERRER
-        # 2. device click
+        # 2. device click, from the chain heads when they can tell, else by walking the chains
+        #    (which gathers the impressions of tier 4 on the way)
         if win < 0:
-            cnt = self._collect(dev, 0, t, KIND_CLICK, self.click_window, False)
-            win = self._pick(cnt, t, skipped, r, rejected)
+            win = self._latest(&self.t_bydev, dev, 5, True, t, self.click_window)
+            if win == -2:
+                self._walk_devices(dev, t)
+                walked = True
+                win = self._pick(self.cand, self._ordered(self.cand, self.nc), t, r, rejected)
             if win >= 0:
                 how = MATCH_DEVICE
-        # 3. probabilistic click: clicks without identifiers, same fingerprint, probabilistic window
+        # 3. probabilistic click: clicks without identifiers, same fingerprint, within the
+        #    probabilistic window and never beyond the click window
         if win < 0 and self.probabilistic_window > 0 and fpv != 0:
-            cnt = self._collect(dev, fpv, t, KIND_CLICK,
-                                self.probabilistic_window if self.probabilistic_window < self.click_window
-                                else self.click_window, True)
-            win = self._pick(cnt, t, skipped, r, rejected)
+            window = self.probabilistic_window if self.probabilistic_window < self.click_window else self.click_window
+            win = self._latest(&self.t_byfp, &fpv, 1, True, t, window)
+            if win == -2:
+                e = unmo_heads_get(&self.t_byfp, fpv)
+                nic = self.nic
+                self.nc = 0
+                self._walk(e.link, t, window, -1)
+                self.nic = nic   # the fingerprint chain holds clicks only
+                win = self._pick(self.cand, self._ordered(self.cand, self.nc), t, r, rejected)
             if win >= 0:
                 how = MATCH_PROBABILISTIC
         # 4. device impression
         if win < 0:
-            cnt = self._collect(dev, 0, t, KIND_IMPRESSION, self.impression_window, False)
-            win = self._pick(cnt, t, skipped, r, rejected)
+            win = -2 if walked else self._latest(&self.t_bydev, dev, 5, False, t, self.impression_window)
+            if win == -2:
+                if not walked:
+                    self._walk_devices(dev, t)
+                win = self._pick(self.icand, self._ordered(self.icand, self.nic), t, r, rejected)
             if win >= 0:
                 how = MATCH_DEVICE
         if win >= 0:
             status = OUT_REATTRIBUTED if last >= 0 else OUT_ATTRIBUTED
             s = self._new_install(t, status, self.t_kind[win], how, self.t_camp[win], self.t_ts[win],
-                                  t - self.t_ts[win], self.t_ids[win], order)
+                                  t - self.t_ts[win], self._touch_id(win), order)
             camp_out[r] = self.t_camp[win]
         else:
             status = OUT_ORGANIC
