@@ -135,24 +135,28 @@ class _Sums:
         return keys[first], totals, [None if r is None else str(r) for r in revenue]
 
 
+_rows: dict[tuple[int, Campaign, int, str | None], tuple[Any, ...]] = {}
+
+
 def _copy_columns(state: AppKernel, groups: np.ndarray, currencies: list[str | None],
                   ) -> list[tuple[int, Any, Any]]:
     """bucket, group_key, camp_key[, day_n], source and the label columns of distinct groups
     (group columns: quarter, source, camp, plat, cur[, day_n]); Python runs once per distinct label set,
-    not once per bucket."""
+    not once per bucket, and that from a cache."""
     first, inverse = _group_rows([groups[:, 1], groups[:, 2], groups[:, 3], groups[:, 4]])
-    full: list[int] = []
-    camp: list[int] = []
-    labels: list[list[str | None]] = [[] for _ in LABEL_COLUMNS]
     empty: Campaign = (None,) * 5
+    infos = []
     for source, ref, plat, cur in groups[first, 1:5].tolist():
         campaign = state.campaigns[ref] if ref >= 0 else empty
-        platform, currency = PLATFORMS[plat], currencies[cur]
-        k_full, k_camp = group_keys(source, campaign, platform, currency)
-        full.append(k_full)
-        camp.append(k_camp)
-        for j, v in enumerate((*campaign, platform, currency)):
-            labels[j].append(v)
+        key = (source, campaign, plat, currencies[cur])
+        info = _rows.get(key)
+        if info is None:
+            if len(_rows) > 200_000:  # bounded: campaign names come from outsiders
+                _rows.clear()
+            info = _rows[key] = (*group_keys(source, campaign, PLATFORMS[plat], currencies[cur]), *campaign,
+                                 PLATFORMS[plat], currencies[cur])
+        infos.append(info)
+    full, camp, *labels = zip(*infos, strict=True)  # one tuple per column
     cols: list[tuple[int, Any, Any]] = [
         (ColType.TIMESTAMPTZ_MS, np.ascontiguousarray(groups[:, 0] * QUARTER_MS), None),
         (ColType.INT8, np.asarray(full, dtype=np.int64)[inverse], None),
