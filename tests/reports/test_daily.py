@@ -212,3 +212,37 @@ def test_folding_the_deltas_changes_no_figure(server, database, traffic_app):
     assert database.call(fold) >= pending
     assert database.fetchval("SELECT count(*) FROM unmo.report_delta WHERE app_id = $1", a["app_id"]) == 0
     assert answers() == before
+
+
+def test_two_server_processes_keep_one_set_of_figures(database):
+    """Both processes append deltas and fold them for the same app; the figures are those of the records,
+    each device counted once a day in the cohorts although its records went through both."""
+    from tests.support import ServerProcess
+
+    app = data.create_app(database)
+    recs = data.traffic(11, devices=60, prefix="two-")
+    a, b = ServerProcess(database.url).start(), ServerProcess(database.url).start()
+    try:
+        for i in range(0, len(recs), 100):  # in ts order, alternating between the two servers
+            r = post_batch((a if (i // 100) % 2 else b).url, app["sdk_key"], recs[i:i + 100])
+            assert r.status_code == 200, r.text
+        day0 = (dt.datetime.now(dt.UTC).date() - dt.timedelta(days=13)).isoformat()
+        day1 = (dt.datetime.now(dt.UTC).date() + dt.timedelta(days=1)).isoformat()
+        for srv in (a, b):
+            body = report_json(get_report(srv, "daily", app["secret_key"], **{"from": day0, "to": day1,
+                                                                             "tz": "Asia/Kolkata"}))
+            assert keyed(body, ("network", "campaign")) == data.daily(
+                database, app["app_id"], day0, day1, "Asia/Kolkata", ("network", "campaign"))
+        got = report_json(get_report(a, "cohorts", app["secret_key"], **{"from": day0, "to": day1,
+                                                                         "days": "0,1,2,3"}))
+        want = data.cohorts(database, app["app_id"], day0, day1, "UTC", ("network", "campaign"), (0, 1, 2, 3),
+                            dt.datetime.now(dt.UTC))
+        for row in got["rows"]:
+            key = (row["date"], row["network"], row["campaign"])
+            assert row["installs"] == want[key]["installs"]
+            for n in ("0", "1", "2", "3"):
+                if row["days"][n] is not None:
+                    assert row["days"][n]["retained"] == want[key]["days"][n]["retained"], (key, n)
+    finally:
+        a.stop()
+        b.stop()
