@@ -1,0 +1,110 @@
+"""The native kernel's own contract, on columns built directly (as bench/test_kernel.py does):
+the order a batch applies in, explicit orders, bad columns, rebuilds and memory accounting."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+from unmo._native import Kernel
+from unmo.kernel import DEDUP_WINDOW_MS, GRACE_MS
+from unmo.model import Kind, Outcome
+
+DAY = 86_400_000
+T0 = 1_790_000_000_000
+
+
+def kernel() -> Kernel:
+    return Kernel(7 * DAY, DAY, DAY, 90 * DAY, 10_000, DEDUP_WINDOW_MS, GRACE_MS)
+
+
+def columns(kind: np.ndarray, ts: np.ndarray, id_h: np.ndarray, dev: np.ndarray | None = None,
+            received: int = T0 + DAY) -> list[object]:
+    n = len(kind)
+    h1 = (id_h.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)) | np.uint64(1)
+    h2 = (id_h.astype(np.uint64) * np.uint64(0xC2B2AE3D27D4EB4F)) | np.uint64(1)
+    return [
+        np.ascontiguousarray(kind, dtype=np.uint8), np.ascontiguousarray(ts, dtype=np.int64), h1, h2,
+        np.zeros((n, 5), dtype=np.uint64) if dev is None else dev, np.zeros(n, dtype=np.uint64),
+        np.zeros(n, dtype=np.uint64), np.zeros(n, dtype=np.uint64),
+        np.where(kind <= Kind.IMPRESSION, 0, -1).astype(np.int32), np.zeros(n, dtype=np.uint8),
+        [f"r{i}" for i in id_h.tolist()], np.full(n, received, dtype=np.int64),
+    ]
+
+
+@pytest.mark.parametrize("spread", [0, 1_000, 2**20, 2**40, 2**60])
+def test_a_batch_applies_in_stable_ts_order(spread: int) -> None:
+    """Copies of one id: the first applied is accepted, the rest are duplicates.  Over random
+    timestamps (the radix order's digits, 1 to 6 passes, ties) that is numpy's stable order."""
+    rng = np.random.default_rng(int(os.environ.get("UNMO_TEST_SEED", "0")) + spread % 9973)
+    n = 50_000
+    ts = T0 + rng.integers(0, spread + 1, size=n, dtype=np.int64) if spread else np.full(n, T0)
+    id_h = rng.integers(1, n // 8, size=n)          # about 8 copies of each id
+    dup, *_ = kernel().process(*columns(np.full(n, Kind.EVENT, dtype=np.uint8), ts, id_h))
+    order = np.argsort(ts, kind="stable")
+    _, first = np.unique(id_h[order], return_index=True)
+    expected = np.ones(n, dtype=np.uint8)
+    expected[order[first]] = 0
+    assert np.array_equal(dup, expected)
+
+
+def test_an_explicit_order_is_followed_and_checked() -> None:
+    n = 1000
+    id_h = np.arange(n) % 10
+    cols = columns(np.full(n, Kind.EVENT, dtype=np.uint8), np.full(n, T0), id_h)
+    backwards = np.arange(n - 1, -1, -1, dtype=np.int64)
+    dup, *_ = kernel().process(*cols, order=backwards)
+    assert np.flatnonzero(dup == 0).tolist() == list(range(n - 10, n))   # the last copies came first
+    with pytest.raises(ValueError, match=r"order\[3\] = 1000 is not a row"):
+        kernel().process(*cols, order=np.array([0, 1, 2, 1000] + [0] * (n - 4), dtype=np.int64))
+
+
+def test_columns_of_different_lengths_are_refused() -> None:
+    cols = columns(np.full(10, Kind.EVENT, dtype=np.uint8), np.full(10, T0), np.arange(10))
+    cols[1] = np.full(9, T0, dtype=np.int64)
+    with pytest.raises(ValueError, match="columns differ in length"):
+        kernel().process(*cols)
+
+
+def test_touch_ids_are_any_unicode_and_come_back_intact() -> None:
+    """Touch ids live in a byte arena as UTF-8 (ASCII ones copied straight from the str)."""
+    ids = ["c-ascii", "c-ünïcødé", "c-😀" * 32, "c-" + "x" * 126]
+    k = kernel()
+    n = len(ids)
+    dev = np.zeros((n + 1, 5), dtype=np.uint64)
+    dev[:, 0] = 77
+    cols = columns(np.array([Kind.CLICK] * n + [Kind.INSTALL], dtype=np.uint8),
+                   np.array([T0 + i for i in range(n)] + [T0 + DAY], dtype=np.int64), np.arange(n + 1), dev)
+    cols[8] = np.array([0] * n + [-1], dtype=np.int32)
+    cols[10] = [*ids, "i-1"]
+    _dup, outcome, _camp, inst, _match, _rejected = k.process(*cols)
+    assert outcome[-1] == Outcome.ATTRIBUTED
+    assert k.install_info(int(inst[-1]))[7] == ids[-1]          # the latest click
+    # rejected touches are listed with their ids too: all four are injected (CTIT < 1 day)
+    k2 = Kernel(7 * DAY, DAY, DAY, 90 * DAY, 2 * DAY, DEDUP_WINDOW_MS, GRACE_MS)
+    *_, rejected = k2.process(*cols)
+    assert [touch_id for _row, touch_id, *_rest in rejected] == ids[::-1]
+
+
+def test_rebuilds_drop_what_fell_out_of_the_windows_and_memory_follows() -> None:
+    k = kernel()
+    k.rebuild_min = 1000
+    day = 5000
+    dev = np.zeros((day, 5), dtype=np.uint64)
+    dev[:, 1] = np.arange(day, dtype=np.uint64) % 997 + 1
+    for d in range(30):                       # a day of clicks each, received that day
+        ts = T0 + d * DAY + np.arange(day, dtype=np.int64) * 1000
+        cols = columns(np.full(day, Kind.CLICK, dtype=np.uint8), ts, np.arange(day) + d * day, dev,
+                       received=T0 + d * DAY + DAY)
+        k.process(*cols)
+        k.evict(k.last_received)
+    # Kept: click window 7 d + grace 2 d = the last 9 days; a rebuild runs once the touches
+    # held doubled since the last one, so at most twice that plus a batch, never all 30 days.
+    assert 9 * day <= k.touches <= 2 * 9 * day + day
+    assert k.touch_links == k.touches
+    # ids: those of the dedup window (7 d) and a batch; a rebuild sizes the table to at least
+    # twice that (a power of two) and runs again at 70 % full: at most 2.8 times as many
+    assert 7 * day <= k.record_ids <= 2.8 * 8 * day
+    assert 0 < k.memory_bytes() < 64 * 1024 * 1024
