@@ -172,6 +172,7 @@ def test_spike_sheds_with_503_and_loses_nothing(runs, database):
     during = [s for s in samples if spike["start_s"] <= s["t"] <= spike["start_s"] + spike["seconds"] + 2]
     assert max(s["target_events_per_s"] for s in during) == 8000
     assert sum(s["shed"] for s in samples) == res["statuses"]["503"]
+    assert all(s["in_flight"] <= 64 for s in samples)   # --max-in-flight holds under a spike too
 
 
 def test_parse_metrics_sums_labels():

@@ -124,7 +124,7 @@ class Soak:
         self.acked[numbers] = True
 
     async def deliver(self, sender: Sender, batch: Outgoing, deadline: float) -> None:
-        self.in_flight += 1
+        """Send one batch (``launch`` counted it in flight already)."""
         self.batches += 1
         try:
             d = await sender.post(batch.records, deadline=deadline)
@@ -139,6 +139,17 @@ class Soak:
             self.failed_batches += 1
             self.failed_records += len(batch.numbers)
             self.errors[d.error.split(":")[0]] += 1
+
+    def launch(self, sender: Sender, tasks: set[asyncio.Task[None]], deadline: float) -> None:
+        """Start sending from the backlog while fewer than ``max_in_flight`` batches are open."""
+        while self.backlog and self.in_flight < self.cfg.max_in_flight:
+            b = self.backlog.popleft()
+            self.backlog_records -= len(b.numbers)
+            self.sent_records += len(b.numbers)
+            self.in_flight += 1
+            task = asyncio.create_task(self.deliver(sender, b, deadline))
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
 
     # -- the run --------------------------------------------------------------------------
     def rate_at(self, t: float) -> float:
@@ -173,26 +184,15 @@ class Soak:
                 for b in self.mix.due(int(time.time() * 1000)):
                     self.backlog.append(b)
                     self.backlog_records += len(b.numbers)
-                while self.backlog and self.in_flight < cfg.max_in_flight:
-                    b = self.backlog.popleft()
-                    self.backlog_records -= len(b.numbers)
-                    self.sent_records += len(b.numbers)
-                    task = asyncio.create_task(self.deliver(sender, b, deadline))
-                    tasks.add(task)
-                    task.add_done_callback(tasks.discard)
+                self.launch(sender, tasks, deadline)
                 if now >= next_sample:
                     cpu_prev = await self.sample(sender, samples_file, cpu_prev, now)
-                    next_sample += cfg.sample_s
+                    while next_sample <= now:  # a starved loop skips slots instead of sampling in bursts
+                        next_sample += cfg.sample_s
                 await asyncio.sleep(max(0.0, TICK_S - (time.monotonic() - now)))
             # what is still owed goes out, then everything open is awaited (retries included)
             while self.backlog and time.monotonic() < deadline:
-                while self.backlog and self.in_flight < cfg.max_in_flight:
-                    b = self.backlog.popleft()
-                    self.backlog_records -= len(b.numbers)
-                    self.sent_records += len(b.numbers)
-                    task = asyncio.create_task(self.deliver(sender, b, deadline))
-                    tasks.add(task)
-                    task.add_done_callback(tasks.discard)
+                self.launch(sender, tasks, deadline)
                 await asyncio.sleep(TICK_S)
             if tasks:
                 await asyncio.wait(list(tasks), timeout=max(1.0, deadline - time.monotonic()))
