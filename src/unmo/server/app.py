@@ -18,7 +18,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from unmo import __version__
-from unmo.apps import load_settings
+from unmo.apps import AppSettings, load_settings
 from unmo.config import Limits, ServerSettings
 from unmo.errors import DatabaseUnavailableError, OverloadedError, UnmoError
 from unmo.ingest.batch import DEVICE_SEEDS, decode_body, device_hash, normalize_device_id
@@ -74,7 +74,8 @@ class Ingest:
         await self.keys.start()
         self.stats = StatsRecorder(self.pool, f"{self.settings.host}:{self.settings.port}")
         await self.stats.start()
-        await self._load_rates()
+        async with self.pool.acquire() as conn:
+            self._load_rates(await load_settings(conn))
         self._bg.append(asyncio.create_task(self._settings_loop(), name="unmo-settings"))
         log.info("ingest ready", extra={"host": self.settings.host, "port": self.settings.port})
 
@@ -91,11 +92,9 @@ class Ingest:
             await self.pool.close()
         log.info("ingest stopped")
 
-    async def _load_rates(self) -> None:
-        assert self.pool is not None
-        async with self.pool.acquire() as conn:
-            for app_id, (_s, rate) in (await load_settings(conn)).items():
-                self.rates.rates[app_id] = rate
+    def _load_rates(self, settings: dict[int, tuple[AppSettings, int | None]]) -> None:
+        for app_id, (_s, rate) in settings.items():
+            self.rates.rates[app_id] = rate
 
     async def _settings_loop(self) -> None:
         """Pick up `unmo apps set` changes and keep partitions ahead of the clock."""
@@ -105,9 +104,11 @@ class Ingest:
         while True:
             await asyncio.sleep(5.0)
             try:
+                # one connection for all of it: with --pool-size 1 a second acquire would wait on the first
                 async with self.pool.acquire(timeout=2.0) as conn:
-                    await self.writer.refresh_settings(conn)
-                    await self._load_rates()
+                    settings = await load_settings(conn)
+                    self.writer.apply_settings(settings)
+                    self._load_rates(settings)
                     await ensure_partitions(conn)
             except Exception:  # noqa: S112 - database down; the writer reports it
                 continue
@@ -156,9 +157,7 @@ async def post_batch(request: Request) -> Response:
     try:
         principal = await ing.auth(request, (SDK, SECRET))
     except AuthError as exc:
-        return error(
-            exc.status, str(exc), {"WWW-Authenticate": 'Bearer realm="unmo"'} if exc.status == 401 else None
-        )
+        return error(exc.status, str(exc), exc.headers)
     msgpack = _is_msgpack(request)
     if msgpack is None:
         return error(
@@ -225,7 +224,7 @@ async def get_install(request: Request) -> Response:
     try:
         principal = await ing.auth(request, (SECRET,))
     except AuthError as exc:
-        return error(exc.status, str(exc))
+        return error(exc.status, str(exc), exc.headers)
     record_id = request.path_params["id"]
     if not 1 <= len(record_id) <= 128:
         return error(400, f"id: expected 1 to 128 characters, got {len(record_id)}")
@@ -261,7 +260,7 @@ async def get_attribution(request: Request) -> Response:
     try:
         principal = await ing.auth(request, (SDK, SECRET))
     except AuthError as exc:
-        return error(exc.status, str(exc))
+        return error(exc.status, str(exc), exc.headers)
     device = request.query_params.get("device")
     if not device or len(device) > 256:
         return error(400, "device: expected a device identifier (idfa, gaid, oaid, idfv or android_id)")

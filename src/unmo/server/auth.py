@@ -28,9 +28,19 @@ class Principal:
 
 
 class AuthError(Exception):
+    """401 (no or unknown key), 403 (wrong kind of key) or 503 (keys cannot be checked now)."""
+
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
         self.status = status
+
+    @property
+    def headers(self) -> dict[str, str]:
+        if self.status == 401:
+            return {"WWW-Authenticate": 'Bearer realm="unmo"'}
+        if self.status == 503:
+            return {"Retry-After": "1"}
+        return {}
 
 
 def key_from_header(header: str | None) -> str | None:
@@ -108,8 +118,9 @@ class KeyCache:
                     "SELECT app_id, kind FROM unmo.api_keys WHERE key_hash = $1 AND revoked_at IS NULL",
                     digest,
                 )
-        except Exception:
-            return None
+        except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+            # the key may well be valid: say the database is unavailable, not that the key is unknown
+            raise AuthError(503, "database: unavailable, could not check the key") from None
         if row is None:
             self._unknown[digest] = now + self.negative_ttl_s
             return None
