@@ -54,8 +54,11 @@ cdef extern from "table.h":
     void unmo_table_free(void *p, size_t bytes) nogil
 
 cdef extern from "tsorder.h":
+    ctypedef struct unmo_sort_scratch:
+        size_t cap
+    void unmo_sort_scratch_free(unmo_sort_scratch *s) nogil
     int unmo_ts_sorted(const int64_t *ts, size_t n) nogil
-    int unmo_ts_order(const int64_t *ts, size_t n, int64_t *out) nogil
+    int unmo_ts_order(const int64_t *ts, size_t n, int64_t *out, unmo_sort_scratch *scratch) nogil
 
 cdef extern from "<stdlib.h>":
     void qsort(void *base, size_t nmemb, size_t size, int (*compar)(const void *, const void *) noexcept nogil) nogil

@@ -101,6 +101,10 @@ cdef class Kernel:
     cdef int64_t iccap, nic
     cdef int64_t *listed          # touches listed as rejected for the install being decided
     cdef int64_t nlisted, lscap
+    # the order of unsorted batches: radix buffers and the order itself, kept between batches
+    cdef unmo_sort_scratch sort_scratch
+    cdef int64_t *rows_buf
+    cdef int64_t rows_cap
 
     def __cinit__(self):
         if (unmo_set128_init(&self.seen, 1024) or unmo_heads_init(&self.t_bydev, 1024)
@@ -159,6 +163,8 @@ cdef class Kernel:
         unmo_table_free(self.cand, self.ccap * sizeof(Cand))
         unmo_table_free(self.icand, self.iccap * sizeof(Cand))
         unmo_table_free(self.listed, self.lscap * 8)
+        unmo_sort_scratch_free(&self.sort_scratch)
+        unmo_table_free(self.rows_buf, self.rows_cap * 8)
 
     # ------------------------------------------------------------------ sizes
     @property
@@ -635,10 +641,12 @@ cdef class Kernel:
             in_row_order = True   # replay (stored order) or a batch sorted already
             rows = ts             # unused
         else:
-            order_arr = np.empty(n, dtype=np.int64)
-            rows = order_arr
-            if unmo_ts_order(&ts[0], <size_t>n, <int64_t *>&rows[0]) != 0:
+            if n > self.rows_cap:
+                self.rows_buf = <int64_t *>_grow(self.rows_buf, self.rows_cap, n, 8)
+                self.rows_cap = n
+            if unmo_ts_order(&ts[0], <size_t>n, self.rows_buf, &self.sort_scratch) != 0:
                 raise MemoryError("batch order")
+            rows = <int64_t[:n]>self.rows_buf
         # room for the batch's touches up front rather than by doubling on the way
         touches = clicks = 0
         for r in range(n):

@@ -366,7 +366,12 @@ static inline int unmo_set128_rebuild(unmo_set128 *s, int64_t keep_from, size_t 
     for (size_t i = 0; i < s->cap; i++)
         if (s->e[i].k1 && s->e[i].val >= keep_from) live++;
     unmo_set128 n;
-    /* at most half full afterwards, so that a steady stream rebuilds rarely */
+    /* At most half full afterwards.  Sized c times the live entries, the table is rebuilt
+     * again after (0.7 c - 1) live-sets of inserts, and a rebuild reads the old table, clears
+     * the new one and writes the live entries: (2 c + 1) / (0.7 c - 1) slots per insert, 12.5
+     * for c = 2, 5 for c = 4.  Measured, c = 2 is the faster here all the same: its rebuilds
+     * land on a table of the same size, whose memory is reused (unmo_table_alloc), while a
+     * larger one is fresh memory, slow to touch first (docs/kernel.md, "Memory"). */
     if (unmo_set128_init(&n, ((live + more) * 2 > 16) ? (live + more) * 2 : 16) != 0) return -1;
     for (size_t i = 0; i < s->cap; i++) {
         const unmo_entry128 *x = &s->e[i];

@@ -27,8 +27,38 @@ static inline int unmo_ts_sorted(const int64_t *ts, size_t n) {
     return 1;
 }
 
+/* Buffers of the radix passes, kept by the caller between batches: fresh memory costs a
+ * page fault per 4 KiB on first touch, more than the sort itself. */
+typedef struct {
+    uint64_t *ka, *kb;
+    uint32_t *ia, *ib;
+    size_t cap;
+} unmo_sort_scratch;
+
+static inline void unmo_sort_scratch_free(unmo_sort_scratch *s) {
+    free(s->ka); free(s->kb); free(s->ia); free(s->ib);
+    s->ka = s->kb = NULL;
+    s->ia = s->ib = NULL;
+    s->cap = 0;
+}
+
+static inline int unmo_sort_scratch_reserve(unmo_sort_scratch *s, size_t n) {
+    if (n <= s->cap) return 0;
+    unmo_sort_scratch_free(s);
+    s->ka = (uint64_t *)malloc(n * sizeof(uint64_t));
+    s->kb = (uint64_t *)malloc(n * sizeof(uint64_t));
+    s->ia = (uint32_t *)malloc(n * sizeof(uint32_t));
+    s->ib = (uint32_t *)malloc(n * sizeof(uint32_t));
+    if (!s->ka || !s->kb || !s->ia || !s->ib) {
+        unmo_sort_scratch_free(s);
+        return -1;
+    }
+    s->cap = n;
+    return 0;
+}
+
 /* out[k] = the row applied k-th.  Returns -1 when out of memory, -2 when n >= 2^32. */
-static int unmo_ts_order(const int64_t *ts, size_t n, int64_t *out) {
+static int unmo_ts_order(const int64_t *ts, size_t n, int64_t *out, unmo_sort_scratch *scratch) {
     if (n == 0) return 0;
     if ((uint64_t)n >= ((uint64_t)1 << 32)) return -2;
     int64_t lo = ts[0], hi = ts[0];
@@ -38,15 +68,13 @@ static int unmo_ts_order(const int64_t *ts, size_t n, int64_t *out) {
         if (t > hi) hi = t;
     }
     uint64_t range = (uint64_t)hi - (uint64_t)lo;
-    uint64_t *ka = (uint64_t *)malloc(n * sizeof(uint64_t));
-    uint64_t *kb = (uint64_t *)malloc(n * sizeof(uint64_t));
-    uint32_t *ia = (uint32_t *)malloc(n * sizeof(uint32_t));
-    uint32_t *ib = (uint32_t *)malloc(n * sizeof(uint32_t));
     size_t (*count)[UNMO_BUCKETS] = calloc(UNMO_DIGITS, sizeof *count);
-    if (!ka || !kb || !ia || !ib || !count) {
-        free(ka); free(kb); free(ia); free(ib); free(count);
+    if (!count || unmo_sort_scratch_reserve(scratch, n) != 0) {
+        free(count);
         return -1;
     }
+    uint64_t *ka = scratch->ka, *kb = scratch->kb;
+    uint32_t *ia = scratch->ia, *ib = scratch->ib;
     int digits = 0;
     while (digits < UNMO_DIGITS && (range >> (digits * UNMO_DIGIT_BITS)) != 0) digits++;
     for (size_t i = 0; i < n; i++) {
@@ -81,7 +109,7 @@ static int unmo_ts_order(const int64_t *ts, size_t n, int64_t *out) {
         if (a > b || (a == b && out[i - 1] > out[i])) abort();
     }
 #endif
-    free(ka); free(kb); free(ia); free(ib); free(count);
+    free(count);
     return 0;
 }
 

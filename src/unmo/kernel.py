@@ -127,11 +127,15 @@ class AppKernel:
         return out
 
     # -- deciding -------------------------------------------------------
-    def decide(self, batch: Batch, received: np.ndarray | int) -> Decisions:
+    def decide(self, batch: Batch, received: np.ndarray | int, order: np.ndarray | None = None) -> Decisions:
         """Decide a batch of new records; ``received`` is each row's (or all rows') receive time, ms.
 
-        The install slots in the answer (``inst``, ``install_info``) stay valid until the next
-        batch's ``unknown_devices`` or ``decide``, which may trim the state first."""
+        Rows apply in stable ``ts`` order, or in ``order`` (row indices) when given: the
+        writer, which decides the requests of a group commit together, passes
+        ``batch_order(...)`` so that each request stays a batch of its own (spec: across
+        batches, arrival order).  The install slots in the answer (``inst``, ``install_info``)
+        stay valid until the next batch's ``unknown_devices`` or ``decide``, which may trim
+        the state first."""
         if not self._trimmed:
             self.trim()
         a = batch.arrays()
@@ -140,7 +144,7 @@ class AppKernel:
         dup, outcome, camp, inst, _match, rejected = self.native.process(
             a["kind"], a["ts"], a["id_h1"], a["id_h2"], a["dev"], a["fp"], a["ref_h1"], a["ref_h2"],
             self._campaign_column(batch), self.blocked(batch), batch.record_id, received, True, None,
-            self.order_base(),
+            self.order_base(), None if order is None else np.ascontiguousarray(order, dtype=np.int64),
         )
         rejections: dict[int, list[dict[str, str]]] = {}
         for row, touch_id, _ts, _kind, _camp, reason in rejected:
@@ -273,6 +277,13 @@ class AppKernel:
 
     def mark_absent(self, hashes: list[int]) -> None:
         self.native.mark_absent(hashes)
+
+
+def batch_order(ts: np.ndarray, sizes: list[int]) -> np.ndarray:
+    """The order requests decided together apply in: request after request (arrival order),
+    each in stable ``ts`` order (spec attribution.md, "Order").  ``sizes``: rows per request."""
+    request = np.repeat(np.arange(len(sizes)), sizes)
+    return np.lexsort((np.asarray(ts, dtype=np.int64), request)).astype(np.int64)
 
 
 def to_ms(value: dt.datetime) -> int:
