@@ -93,7 +93,7 @@ def _serve_int(flag: int | None, name: str, env: str, default: int, lo: int, hi:
 def cmd_serve(args: argparse.Namespace) -> int:
     from unmo.config import ServerSettings
     from unmo.db.embedded import database_url_or_embedded
-    from unmo.db.migrate import migrate
+    from unmo.db.migrate import migrate_url
     from unmo.server.logs import setup as setup_logging
     from unmo.server.run import serve
 
@@ -116,14 +116,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     url, embedded = database_url_or_embedded(args.database_url)
     try:
 
-        async def do_migrate() -> None:
-            conn = await asyncpg.connect(url)
-            try:
-                await migrate(conn)
-            finally:
-                await conn.close()
-
-        asyncio.run(do_migrate())
+        migrate_url(url)
         settings = ServerSettings(
             host=host, port=port, database_url=url, workers=workers, pool_size=pool_size
         )
@@ -138,19 +131,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def cmd_migrate(args: argparse.Namespace) -> int:
     from unmo.db.embedded import database_url_or_embedded
-    from unmo.db.migrate import migrate
+    from unmo.db.migrate import migrate_url
 
     url, embedded = database_url_or_embedded(args.database_url)
-
-    async def go() -> list[str]:
-        conn = await asyncpg.connect(url)
-        try:
-            return await migrate(conn)
-        finally:
-            await conn.close()
-
     try:
-        applied = asyncio.run(go())
+        applied = migrate_url(url)
     finally:
         if embedded is not None:
             embedded.stop()

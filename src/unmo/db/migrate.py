@@ -8,6 +8,7 @@ an advisory lock, so several processes starting at once apply it exactly once.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import re
 from importlib import resources
@@ -103,3 +104,16 @@ async def ensure_partitions(
         )
         created.append(name)
     return created
+
+
+def migrate_url(url: str) -> list[str]:
+    """Connect to ``url``, apply what is missing (every component), disconnect: what commands run first."""
+
+    async def go() -> list[str]:
+        conn = await asyncpg.connect(url)
+        try:
+            return await migrate(conn)
+        finally:
+            await conn.close()
+
+    return asyncio.run(go())

@@ -10,7 +10,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import logging
 import os
@@ -62,11 +61,10 @@ def settings_from_args(args: argparse.Namespace) -> TrackerSettings:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     """``unmo tracker``: migrate, then serve the API, the dashboard and the background tasks."""
-    import asyncpg
     import uvicorn
 
     from unmo.db.embedded import database_url_or_embedded
-    from unmo.db.migrate import migrate
+    from unmo.db.migrate import migrate_url
     from unmo.server.logs import setup as setup_logging
     from unmo.tracker.app import create_app
 
@@ -75,14 +73,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per probe and delivery is noise
     url, embedded = database_url_or_embedded(args.database_url)
     try:
-        async def do_migrate() -> None:
-            conn = await asyncpg.connect(url)
-            try:
-                await migrate(conn)
-            finally:
-                await conn.close()
-
-        asyncio.run(do_migrate())
+        migrate_url(url)
         config = uvicorn.Config(
             create_app(settings, url), host=settings.host, port=settings.port, loop="uvloop", http="httptools",
             lifespan="on", log_config=None, access_log=False, server_header=False,
