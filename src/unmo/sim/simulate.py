@@ -245,7 +245,10 @@ class Simulation:
         wall0 = time.time() * 1000
         first_at = plan[0].at_ms if plan else 0
         verified = 0
-        async with Sender(self.url, self.key, concurrency=self.concurrency, seed=self.seed) as sender:
+        # a batch that never gets through would break the order the truth follows: retry for minutes
+        async with Sender(
+            self.url, self.key, concurrency=self.concurrency, seed=self.seed, max_attempts=60
+        ) as sender:
             for wave in plan:
                 if self.speed > 0:
                     due = wall0 + (wave.at_ms - first_at) / self.speed

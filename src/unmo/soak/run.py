@@ -37,6 +37,7 @@ from unmo.soak.traffic import LiveMix, Outgoing
 TICK_S = 0.1
 DRAIN_S = 120.0
 MAX_BACKLOG_RECORDS = 2_000_000
+MAX_ATTEMPTS = 200
 
 
 @dataclass
@@ -164,7 +165,14 @@ class Soak:
         samples_file = open(cfg.out / "samples.jsonl", "w", encoding="utf-8")
         tasks: set[asyncio.Task[None]] = set()
         sender = Sender(
-            cfg.url, cfg.key, concurrency=cfg.max_in_flight, on_attempt=self.on_attempt, seed=cfg.seed
+            cfg.url,
+            cfg.key,
+            concurrency=cfg.max_in_flight,
+            on_attempt=self.on_attempt,
+            seed=cfg.seed,
+            # an SDK keeps its batches until they are acknowledged: the bound is the deadline
+            # (DRAIN_S after the run), not a handful of tries that a minute-long spike outlasts
+            max_attempts=MAX_ATTEMPTS,
         )
         cpu_prev: tuple[float, float] | None = None
         try:
