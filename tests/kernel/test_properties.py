@@ -40,7 +40,7 @@ def explain(history: Batches, b: int, i: int) -> str:
     return "\n".join(lines)
 
 
-@settings(max_examples=500, deadline=None)
+@settings(max_examples=300, deadline=None)
 @given(app=settings_st, history=history_st())
 def test_kernel_agrees_with_the_reference(app: AppSettings, history: Batches) -> None:
     kernel = run(KernelEngine(app), history)
@@ -50,7 +50,7 @@ def test_kernel_agrees_with_the_reference(app: AppSettings, history: Batches) ->
             assert k == r, explain(history, b, i)
 
 
-@examples(100)
+@examples(60)
 @given(app=settings_st, history=history_st(max_batches=4))
 def test_a_batch_sent_again_is_all_duplicates_and_changes_nothing(
         make: Make, app: AppSettings, history: Batches) -> None:
@@ -64,7 +64,7 @@ def test_a_batch_sent_again_is_all_duplicates_and_changes_nothing(
     assert once.feed(probe, received + 2) == twice.feed(probe, received + 2)
 
 
-@examples(100)
+@examples(60)
 @given(app=settings_st, history=history_st(max_batches=4), data=st.data())
 def test_records_apply_in_ts_order_whatever_their_order_in_the_batch(
         make: Make, app: AppSettings, history: Batches, data: st.DataObject) -> None:
@@ -86,7 +86,7 @@ def test_records_apply_in_ts_order_whatever_their_order_in_the_batch(
     assert [outs_b[order.index(i)] for i in range(len(batch))] == outs_a
 
 
-@examples(100)
+@examples(60)
 @given(app=settings_st, history=history_st(max_batches=4), cut=st.integers(0, 12))
 def test_batch_boundaries_do_not_matter_when_arrival_follows_ts(
         make: Make, app: AppSettings, history: Batches, cut: int) -> None:
