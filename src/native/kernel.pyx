@@ -14,7 +14,7 @@
 #              hash; kept while ts >= now - re-attribution window - grace; older
 #              ones are looked up in the database by unmo.kernel on a miss.
 #
-# Speed (docs/kernel.md): the tables are far larger than the caches, so a probe
+# Speed (docs/kernel.md, "Figures"): the tables are far larger than the caches, so a probe
 # is a wait on memory; the batch loop prefetches the lines a record will probe
 # PREFETCH_AHEAD records before it gets there, and touches keep no Python object.
 

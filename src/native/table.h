@@ -7,7 +7,7 @@
  * Entries are stored as arrays of structs: a probe touches one cache line for
  * the key and its value together, and the kernel prefetches that line a few
  * records ahead of use (the tables are far larger than the caches, so each
- * probe is otherwise a wait on memory; see docs/kernel.md, "Speed"). */
+ * probe is otherwise a wait on memory; see docs/kernel.md, "Figures"). */
 #ifndef UNMO_TABLE_H
 #define UNMO_TABLE_H
 
@@ -35,7 +35,7 @@ static inline size_t unmo_mapping_len(size_t bytes) {
 /* A few released mappings are kept for the next table of the same size (a rebuild frees
  * one table and allocates another of the same size): clearing memory the process holds
  * runs at memory bandwidth, while first touches of fresh pages fault one by one, several
- * times slower (docs/kernel.md, "Speed").  Process-wide; the kernel runs under the GIL. */
+ * times slower (docs/kernel.md, "Figures").  Process-wide; the kernel runs under the GIL. */
 #define UNMO_SPARES 4
 #define UNMO_SPARE_BYTES ((size_t)1 << 30)
 static void *unmo_spare[UNMO_SPARES];
