@@ -67,7 +67,11 @@ def stored_state(database, app_id: int):
 
 
 def replay_in_commit_order(database, app_id: int) -> list[list[dict]]:
-    """The stored records of an app as the batches the database ordered them in."""
+    """The stored records of an app as batches a single process decides in the same order.
+
+    A commit may hold several requests, each decided in its own ts order (`ord`); cut each
+    commit's rows where ts goes down, so that every batch sent is already in ts order and the
+    kernel's stable sort keeps the stored order."""
     rows = database.fetch("SELECT * FROM unmo.records WHERE app_id = $1 ORDER BY seq, ord", app_id)
     groups: dict[int, list[dict]] = {}
     for r in rows:
@@ -83,7 +87,16 @@ def replay_in_commit_order(database, app_id: int) -> list[list[dict]]:
         if r["kind"] == 5:
             rec.update(name=r["name"], revenue=r["revenue"], currency=r["currency"])
         groups.setdefault(r["seq"], []).append(rec)
-    return [groups[s] for s in sorted(groups)]
+    batches: list[list[dict]] = []
+    for seq in sorted(groups):
+        run: list[dict] = []
+        for rec in groups[seq]:
+            if run and rec["ts"] < run[-1]["ts"]:
+                batches.append(run)
+                run = []
+            run.append(rec)
+        batches.append(run)
+    return batches
 
 
 @pytest.mark.parametrize("topology", ["two servers", "one server with --workers 2"])
@@ -118,7 +131,7 @@ def test_interleaved_batches_through_two_processes_decide_as_one(database, topol
                 stored["status"], stored["touch_id"], stored["network"], stored["campaign"])
     # one process deciding the same commits in the same order reaches the same results
     with ServerProcess(database.url) as one:
-        for group in replay_in_commit_order(database, app["app_id"]):
+        for group in replay_in_commit_order(database, app["app_id"]):  # sequentially: one request per flush
             r = post_batch(one.url, single["sdk_key"], group)
             assert r.status_code == 200 and r.json()["duplicates"] == 0
     installs_1, events_1 = stored_state(database, single["app_id"])

@@ -38,7 +38,7 @@ from unmo.config import Limits
 from unmo.errors import DatabaseUnavailableError, OverloadedError, UnmoError
 from unmo.ingest.batch import Batch
 from unmo.ingest.rows import RECORD_COLUMNS, REPLAY_COLUMNS, batch_from_rows, encode_records
-from unmo.kernel import GRACE_MS, AppKernel, Decisions, signed_hashes, to_ms
+from unmo.kernel import GRACE_MS, AppKernel, Decisions, batch_order, signed_hashes, to_ms
 from unmo.model import CAMPAIGN_FIELDS, Kind
 from unmo.reports import rollup as report_rollup
 
@@ -334,12 +334,14 @@ class Writer:
         unknown = state.unknown_devices(batch)
         if unknown:
             await self._load_installs(conn, state, app_id, unknown)
-        d = state.decide(batch, received)
+        # each request is a batch of its own, decided in arrival order (spec: across batches,
+        # arrival order; inside one, stable ts order); `ord` stores that order for replays
+        order = batch_order(batch.arrays()["ts"], [sub.batch.n for sub in subs])
+        d = state.decide(batch, received, order)
         # reports (shared edit): rollups of the new records, in this transaction (docs/reports.md)
         await report_rollup.apply(conn, app_id, state, batch, d)
         keep = d.dup == 0
         cols = batch.arrays()
-        order = np.argsort(cols["ts"], kind="stable")
         ord_ = np.empty(batch.n, dtype=np.int32)
         ord_[order] = np.arange(batch.n, dtype=np.int32)
         stream = None
