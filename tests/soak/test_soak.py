@@ -119,7 +119,8 @@ def test_soak_writes_its_report_and_the_spec_keys(runs, database):
     res = r["result"]
     assert r["code"] == 0, r["stderr"]
     assert SPEC_KEYS <= set(res) and not SPIKE_KEYS - {"lost_acked"} & set(res)
-    assert (res["uptime"], res["error_rate"], res["delivered"]) == (1.0, 0.0, 1.0)
+    # a connection error now and then is retried (and counted); every batch got through
+    assert res["uptime"] >= 0.99 and res["error_rate"] <= 0.01 and res["delivered"] == 1.0, res["statuses"]
     assert 0 < res["p95_ms"] <= res["p99_ms"]
     assert isinstance(res["leak"], bool) and res["leak_judged"] is False  # a minute is too short to judge
     assert isinstance(res["rss_slope_mb_per_h"], float)
@@ -172,7 +173,7 @@ def test_spike_sheds_with_503_and_loses_nothing(runs, database):
     during = [s for s in samples if spike["start_s"] <= s["t"] <= spike["start_s"] + spike["seconds"] + 2]
     assert max(s["target_events_per_s"] for s in during) == 8000
     assert sum(s["shed"] for s in samples) == res["statuses"]["503"]
-    assert all(s["in_flight"] <= 64 for s in samples)   # --max-in-flight holds under a spike too
+    assert all(s["in_flight"] <= 64 for s in samples)  # --max-in-flight holds under a spike too
 
 
 def test_parse_metrics_sums_labels():

@@ -76,7 +76,11 @@ class Sender:
             base_url=self.url,
             headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
             timeout=httpx.Timeout(timeout_s, connect=10.0),
-            limits=httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency),
+            # idle connections are dropped before the server's keep-alive timeout (uvicorn: 5 s)
+            # closes them, so that a batch is never sent on a connection the server is closing
+            limits=httpx.Limits(
+                max_connections=concurrency, max_keepalive_connections=concurrency, keepalive_expiry=2.0
+            ),
         )
         self.max_attempts = max_attempts
         self.max_retry_after_s = max_retry_after_s
