@@ -231,6 +231,10 @@ class Writer:
                 self._fail(subs, UnmoError("server: could not store the batch, nothing was stored"), exc)
                 return
             log.warning("flush of %d requests failed, retrying one by one: %s", len(subs), exc)
+            # the failed flush's decisions live on in the kernel states (records marked seen):
+            # rebuild them from the database before deciding again
+            for s in subs:
+                self.states.pop(s.app_id, None)
             for s in subs:
                 await self._flush_safely([s])
 
@@ -490,16 +494,29 @@ class Writer:
     async def _load_installs(
         self, conn: asyncpg.Connection, state: AppKernel, app_id: int, hashes: list[int]
     ) -> None:
-        """Installs of devices the in-memory index does not hold (older than its window)."""
-        rows = await conn.fetch(
-            "SELECT * FROM unmo.installs WHERE app_id = $1 AND device_hashes && $2::bigint[] ORDER BY seq, ord",
-            app_id,
-            signed_hashes(hashes),
-        )
-        for row in rows:
-            state.replay_install(row)
-        found = {h & 0xFFFFFFFFFFFFFFFF for row in rows for h in row["device_hashes"]}
-        state.mark_absent([h for h in hashes if h not in found])
+        """Installs of devices the in-memory index does not hold (older than its window).
+
+        A device's whole install history is loaded: the rows sharing an identifier with the
+        batch, then the rows sharing one with those (a reinstall may share an identifier with
+        the batch but not with its primary install), up to 8 rounds; then it is replayed as a
+        history of its own and merged in (AppKernel.replay_lookup)."""
+        rows: dict[tuple[int, int], Any] = {}
+        asked, wanted = set(hashes), list(hashes)
+        for _ in range(8):
+            found = await conn.fetch(
+                "SELECT * FROM unmo.installs WHERE app_id = $1 AND device_hashes && $2::bigint[] ORDER BY seq, ord",
+                app_id,
+                signed_hashes(wanted),
+            )
+            for row in found:
+                rows[(row["seq"], row["ord"])] = row
+            wanted = state.lookup_hashes(found, asked)
+            if not wanted:
+                break
+            asked.update(wanted)
+        state.replay_lookup([rows[k] for k in sorted(rows)])
+        got = {h & 0xFFFFFFFFFFFFFFFF for row in rows.values() for h in row["device_hashes"]}
+        state.mark_absent([h for h in hashes if h not in got])
 
 
 def _parse_ms(text: str) -> int:
