@@ -134,6 +134,7 @@ class Writer:
         self.settings: dict[int, AppSettings] = {}
         self._queue: list[Submission] = []
         self._queued_records = 0
+        self._in_flush = 0
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._closing = False
@@ -215,9 +216,21 @@ class Writer:
                 take.append(s)
                 count += s.batch.n
             self._queued_records -= count
-            if self.metrics is not None:
-                self.metrics.queue_depth.set(self._queued_records)
+            self._in_flush = count
+            self._set_queue_gauge()
             await self._flush_safely(take)
+            self._in_flush = 0
+            self._set_queue_gauge()
+
+    def _set_queue_gauge(self) -> None:
+        # records waiting for their commit: queued and in the flush under way (a scrape between two
+        # flushes would otherwise read 0 while the server sheds)
+        if self.metrics is not None:
+            self.metrics.queue_depth.set(self.waiting_records)
+
+    @property
+    def waiting_records(self) -> int:
+        return self._queued_records + self._in_flush
 
     async def _flush_safely(self, subs: list[Submission]) -> None:
         try:

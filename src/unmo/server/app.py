@@ -316,6 +316,8 @@ async def metrics(request: Request) -> Response:
     if ing.pool is not None:
         ing.metrics.pool_size.set(ing.pool.get_size())
         ing.metrics.pool_in_use.set(ing.pool.get_size() - ing.pool.get_idle_size())
+        if ing.writer is not None:
+            ing.metrics.queue_depth.set(ing.writer.waiting_records)
         now = time.monotonic()
         if now - ing.db_size_at > 10.0:  # pg_database_size walks the data directory: at most every 10 s
             ing.db_size_at = now
