@@ -20,7 +20,8 @@ def test_metrics_count_records_by_type_and_outcome(server, app):
         {"type": "open", "id": "m-bad", "ts": "x"}])
     text = httpx.get(server.url + "/metrics").text
     for name in ("unmo_records_total", "unmo_batch_seconds_bucket", "unmo_queue_records", "unmo_commit_seconds",
-                 "unmo_db_pool_in_use", "unmo_db_pool_size", "process_resident_memory_bytes"):
+                 "unmo_db_pool_in_use", "unmo_db_pool_size", "process_resident_memory_bytes",
+                 "unmo_gc_full_seconds", "python_gc_collections_total"):
         assert name in text, name
     opens = re.search(r'unmo_records_total\{outcome="accepted",type="open"\} (\d+)', text)
     dups = re.search(r'unmo_records_total\{outcome="duplicate",type="open"\} (\d+)', text)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import math
 import time
@@ -34,6 +35,23 @@ from unmo.server.ratelimit import RateLimiter
 
 log = logging.getLogger("unmo.server")
 _json = msgspec.json.Encoder()
+
+# Python's cyclic GC, tuned for a server whose hot path allocates tens of thousands of short-lived
+# containers per 1000-record batch.  With the default thresholds (700, 10, 10) the objects of the
+# requests in flight survive young collections and are traversed again by the older ones: 15 % of the
+# serving process's CPU in a py-spy profile under load.  At start-up, what is loaded is moved out of
+# the collector's sight (gc.freeze), young collections run every GC_THRESHOLD allocations, older ones
+# only rarely, and a full collection runs every GC_FULL_EVERY_S seconds so that cyclic garbage that
+# lived long enough to reach the old generation is still freed.  Measured (docs/performance.md,
+# "Garbage collection"): 16.5 -> 13 us of server CPU per record.
+GC_THRESHOLD = (200_000, 1000, 1000)
+GC_FULL_EVERY_S = 60.0
+
+
+def tune_gc() -> None:
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLD)
 
 
 def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -77,6 +95,8 @@ class Ingest:
         async with self.pool.acquire() as conn:
             self._load_rates(await load_settings(conn))
         self._bg.append(asyncio.create_task(self._settings_loop(), name="unmo-settings"))
+        tune_gc()
+        self._bg.append(asyncio.create_task(self._gc_loop(), name="unmo-gc"))
         log.info("ingest ready", extra={"host": self.settings.host, "port": self.settings.port})
 
     async def shutdown(self) -> None:
@@ -95,6 +115,14 @@ class Ingest:
     def _load_rates(self, settings: dict[int, tuple[AppSettings, int | None]]) -> None:
         for app_id, (_s, rate) in settings.items():
             self.rates.rates[app_id] = rate
+
+    async def _gc_loop(self) -> None:
+        """The full collections the raised thresholds (tune_gc) no longer trigger on their own."""
+        while True:
+            await asyncio.sleep(GC_FULL_EVERY_S)
+            t0 = time.perf_counter()
+            gc.collect()
+            self.metrics.gc_seconds.observe(time.perf_counter() - t0)
 
     async def _settings_loop(self) -> None:
         """Pick up `unmo apps set` changes and keep partitions ahead of the clock."""

@@ -16,6 +16,7 @@ from prometheus_client import (
     CollectorRegistry,
     Counter,
     Gauge,
+    GCCollector,
     Histogram,
     ProcessCollector,
     generate_latest,
@@ -34,6 +35,8 @@ class Metrics:
         if reg is not None:
             # process_resident_memory_bytes, process_cpu_seconds_total: what `unmo soak` samples
             ProcessCollector(registry=reg)
+            # python_gc_*: collections and objects collected per generation (see unmo.server.app.tune_gc)
+            GCCollector(registry=reg)
         # with several workers a gauge is the sum over the live ones (prometheus-client multiprocess mode)
         mode: Literal["livesum", "max"] = "livesum"
         self.records = Counter(
@@ -72,6 +75,12 @@ class Metrics:
         )
         self.db_size = Gauge(
             "unmo_db_size_bytes", "Size of the database (pg_database_size)", registry=reg, multiprocess_mode="max"
+        )
+        self.gc_seconds = Histogram(
+            "unmo_gc_full_seconds",
+            "Duration of the periodic full garbage collection (unmo.server.app.tune_gc)",
+            buckets=[b / 1000 for b in LATENCY_BUCKETS_MS],
+            registry=reg,
         )
         self.shed = Counter("unmo_shed_requests", "Requests answered 503 or 429", ["reason"], registry=reg)
 
