@@ -22,13 +22,15 @@ from the database on next use.  See docs/architecture.md.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import json
 import logging
+import threading
 import time
-from collections import OrderedDict
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 import numpy as np
@@ -43,6 +45,7 @@ from unmo.model import CAMPAIGN_FIELDS, Kind
 from unmo.reports import rollup as report_rollup
 
 log = logging.getLogger("unmo.writer")
+_T = TypeVar("_T")
 KIND_NAMES = {int(k): k.name.lower() for k in Kind}
 
 INSTALL_COLUMNS = [
@@ -98,6 +101,92 @@ class Outcome:
     )  # "click" -> {"accepted": n, "duplicate": n}
 
 
+@dataclass
+class _AppWork:
+    """One app's part of a flush, decided: what to store and what to answer."""
+
+    state: AppKernel
+    seq: int  # the app_log.seq it commits as
+    subs: list[Submission]
+    batch: Batch
+    d: Decisions
+    stream: bytes | None  # binary COPY of the new records
+    install_rows: list[tuple[Any, ...]]
+
+
+class _Conflict(Exception):
+    """A flush decided ahead found its app's state changed underneath it (nothing was stored)."""
+
+
+_LOCK_AND_ADVANCE = (
+    "UPDATE unmo.app_log a SET seq = a.seq + 1 FROM (SELECT app_id FROM unmo.app_log WHERE app_id = ANY($1::bigint[]) "
+    "ORDER BY app_id FOR UPDATE) l WHERE a.app_id = l.app_id RETURNING a.app_id, a.seq - 1 AS seq"
+)
+
+# After another process wrote an app, its flushes are decided under the lock (not ahead) this long.
+CONTENDED_S = 30.0
+
+
+class _DatabaseThread:
+    """A thread with an event loop and a connection of its own that runs the transactions of flushes
+    decided ahead.
+
+    The serving loop is busy with CPU work most of the time (decoding requests, deciding the next
+    flush), and each statement of a flush's transaction waited behind that work before the next one
+    was sent: 30-100 ms per round trip under load, the database idle in its transaction meanwhile.
+    Here each round trip waits at most for the interpreter lock, which the serving thread hands over
+    every few milliseconds (sys.getswitchinterval)."""
+
+    def __init__(self, database_url: str) -> None:
+        self.database_url = database_url
+        self.loop = asyncio.new_event_loop()
+        self.conn: asyncpg.Connection | None = None
+        self.thread = threading.Thread(target=self.loop.run_forever, name="unmo-writer-db", daemon=True)
+        self.thread.start()
+
+    async def run(self, work: Callable[[asyncpg.Connection], Awaitable[_T]]) -> _T:
+        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(self._run(work), self.loop))
+
+    async def _run(self, work: Callable[[asyncpg.Connection], Awaitable[_T]]) -> _T:
+        if self.conn is None or self.conn.is_closed():
+            self.conn = await asyncpg.connect(
+                self.database_url, command_timeout=60, server_settings={"application_name": "unmo-serve-writer"}
+            )
+        try:
+            return await work(self.conn)
+        except _CONNECTION_ERRORS:
+            conn, self.conn = self.conn, None
+            conn.terminate()
+            raise
+
+    def close(self) -> None:
+        async def stop() -> None:
+            if self.conn is not None:
+                await self.conn.close(timeout=5)
+
+        with contextlib.suppress(Exception):
+            asyncio.run_coroutine_threadsafe(stop(), self.loop).result(timeout=10)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(timeout=10)
+
+
+def _by_app(subs: list[Submission]) -> dict[int, list[Submission]]:
+    by_app: dict[int, list[Submission]] = {}
+    for s in subs:
+        by_app.setdefault(s.app_id, []).append(s)
+    return by_app
+
+
+def _describe(exc: BaseException) -> str:
+    """An error for the log without its data: a database error's message and detail quote the row
+    (device ids, IP addresses), so only its class, SQLSTATE and the table and constraint are kept."""
+    if isinstance(exc, asyncpg.PostgresError):
+        where = [f"{k} {v}" for k, v in (("table", getattr(exc, "table_name", None)),
+                                         ("constraint", getattr(exc, "constraint_name", None))) if v]
+        return " ".join([exc.__class__.__name__, f"SQLSTATE {exc.sqlstate}", *where])
+    return exc.__class__.__name__
+
+
 def _ts(ms: int) -> dt.datetime:
     return dt.datetime.fromtimestamp(ms / 1000, dt.UTC)
 
@@ -126,8 +215,12 @@ def stored_result(row: Any) -> dict[str, Any]:
 class Writer:
     """Group commit of accepted records for one server process."""
 
-    def __init__(self, pool: asyncpg.Pool, limits: Limits, metrics: Any = None) -> None:
+    def __init__(
+        self, pool: asyncpg.Pool, limits: Limits, metrics: Any = None, database_url: str | None = None
+    ) -> None:
         self.pool = pool
+        # with a URL, flushes decided ahead are committed by a thread of their own (_DatabaseThread)
+        self._db = _DatabaseThread(database_url) if database_url else None
         self.limits = limits
         self.metrics = metrics
         self.states: dict[int, AppKernel] = {}
@@ -141,6 +234,7 @@ class Writer:
         self.db_ok = True
         self._probe_task: asyncio.Task[None] | None = None
         self.last_flush_ms = 0.0
+        self._contended: dict[int, float] = {}  # app_id -> time.monotonic() until which it is
 
     # -- lifecycle ------------------------------------------------------
     async def start(self, warm: bool = True) -> None:
@@ -159,6 +253,8 @@ class Writer:
             await self._task
         if self._probe_task is not None:
             self._probe_task.cancel()
+        if self._db is not None:
+            await asyncio.to_thread(self._db.close)
 
     @property
     def queued_records(self) -> int:
@@ -198,32 +294,104 @@ class Writer:
 
     # -- flushing -------------------------------------------------------
     async def _run(self) -> None:
-        while True:
-            if not self._queue:
-                if self._closing:
-                    return
-                self._wake.clear()
-                await self._wake.wait()
-                continue
-            if self._queued_records < self.limits.flush_max_records and not self._closing:
-                await asyncio.sleep(self.limits.flush_delay_ms / 1000.0)
-            take: list[Submission] = []
-            count = 0
-            while self._queue and (
-                not take or count + self._queue[0].batch.n <= self.limits.flush_max_records
-            ):
-                s = self._queue.pop(0)
-                take.append(s)
-                count += s.batch.n
-            self._queued_records -= count
-            self._in_flush = count
-            self._set_queue_gauge()
-            await self._flush_safely(take)
-            self._in_flush = 0
-            self._set_queue_gauge()
+        # The commit of one flush overlaps the deciding of the next: while flush N is in the database
+        # (COPY, COMMIT), flush N+1 is decided in memory on top of N's decisions (ahead of its locks:
+        # N may still fail), then waits for N's end before its own transaction, which checks that
+        # nothing changed underneath (the app's state is the same object, app_log.seq the one it was
+        # decided against).  When N failed or another process wrote the app, N+1 stores nothing and
+        # is decided again under the locks.  Only this task decides: a flush decided under its locks
+        # (a new app, one another process writes, a retry) is awaited before anything else is decided.
+        previous: asyncio.Task[list[Submission] | None] | None = None
+        previous_ahead = False
+        copying = asyncio.Event()
+        try:
+            while True:
+                if previous is not None and previous.done():
+                    await self._settle(previous)  # at once: a retry must not wait for the next request
+                    previous = None
+                if not self._queue:
+                    if self._closing:
+                        return
+                    self._wake.clear()
+                    await self._wake.wait()
+                    continue
+                if self._queued_records < self.limits.flush_max_records and not self._closing:
+                    await asyncio.sleep(self.limits.flush_delay_ms / 1000.0)
+                take: list[Submission] = []
+                count = 0
+                while self._queue and (
+                    not take or count + self._queue[0].batch.n <= self.limits.flush_max_records
+                ):
+                    s = self._queue.pop(0)
+                    take.append(s)
+                    count += s.batch.n
+                self._queued_records -= count
+                self._in_flush += count
+                self._set_queue_gauge()
+                if previous is not None and not previous_ahead:
+                    await self._settle(previous)
+                    previous = None
+                if previous is not None:
+                    # decide while the previous flush's records are copied, not before its transaction
+                    # starts: this task and that one share the event loop
+                    await copying.wait()
+                ahead = await self._decide_ahead(take)
+                if previous is not None and await self._settle(previous) and ahead is not None:
+                    # the previous flush was decided again: what this one decided on top of it is void
+                    for s in take:
+                        self.states.pop(s.app_id, None)
+                    ahead = None
+                copying = asyncio.Event()
+                previous = asyncio.create_task(self._commit(take, ahead, copying), name="unmo-flush")
+                previous.add_done_callback(lambda _task: self._wake.set())
+                previous_ahead = ahead is not None
+        finally:
+            if previous is not None:
+                await self._settle(previous)
+
+    async def _settle(self, task: asyncio.Task[list[Submission] | None]) -> bool:
+        """Wait for a flush; when it was decided ahead and did not commit, decide and commit its requests
+        again under the locks (in this task: nothing else decides meanwhile).  True when it did so."""
+        retry = await task
+        if retry is None:
+            return False
+        try:
+            await self._flush_safely(retry)
+        finally:
+            self._done(retry)
+        return True
+
+    async def _commit(
+        self, subs: list[Submission], ahead: dict[int, _AppWork] | None, copying: asyncio.Event
+    ) -> list[Submission] | None:
+        """Commit a flush; returns its requests when it was decided ahead and stored nothing."""
+        if ahead is None:
+            try:
+                await self._flush_safely(subs)
+            finally:
+                self._done(subs)
+                copying.set()
+            return None
+        try:
+            await self.flush(subs, ahead, copying)
+        except Exception as exc:  # whatever it was, the retry under the locks reports it
+            copying.set()
+            if not isinstance(exc, _Conflict):
+                log.warning("flush decided ahead failed, deciding again: %s", exc.__class__.__name__)
+            for s in subs:
+                self.states.pop(s.app_id, None)
+            if self.metrics is not None:
+                self.metrics.flushes.labels("again").inc()
+            return subs
+        self._done(subs)
+        return None
+
+    def _done(self, subs: list[Submission]) -> None:
+        self._in_flush -= sum(s.batch.n for s in subs)
+        self._set_queue_gauge()
 
     def _set_queue_gauge(self) -> None:
-        # records waiting for their commit: queued and in the flush under way (a scrape between two
+        # records waiting for their commit: queued and in the flushes under way (a scrape between two
         # flushes would otherwise read 0 while the server sheds)
         if self.metrics is not None:
             self.metrics.queue_depth.set(self.waiting_records)
@@ -240,10 +408,11 @@ class Writer:
             self._start_probe()
         except Exception as exc:  # a bad request must not sink the others of its flush
             if len(subs) == 1:
-                log.exception("flush failed", extra={"app_id": subs[0].app_id})
+                log.error("flush failed: %s", _describe(exc), extra={"app_id": subs[0].app_id},
+                          exc_info=not isinstance(exc, asyncpg.PostgresError))
                 self._fail(subs, UnmoError("server: could not store the batch, nothing was stored"), exc)
                 return
-            log.warning("flush of %d requests failed, retrying one by one: %s", len(subs), exc)
+            log.warning("flush of %d requests failed, retrying one by one: %s", len(subs), _describe(exc))
             # the failed flush's decisions live on in the kernel states (records marked seen):
             # rebuild them from the database before deciding again
             for s in subs:
@@ -275,57 +444,118 @@ class Writer:
             self.db_ok = True
             return
 
-    async def flush(self, subs: list[Submission]) -> None:
-        t0 = time.perf_counter()
-        by_app: OrderedDict[int, list[Submission]] = OrderedDict()
+    # -- deciding ahead of the lock ---------------------------------------
+    def _can_decide_ahead(self, subs: list[Submission]) -> bool:
+        """Every app of the flush has a state that this process alone has been writing lately."""
+        now = time.monotonic()
         for s in subs:
-            by_app.setdefault(s.app_id, []).append(s)
+            state = self.states.get(s.app_id)
+            if state is None or self._contended.get(s.app_id, 0.0) > now:
+                return False
+        return True
+
+    async def _decide_ahead(self, subs: list[Submission]) -> dict[int, _AppWork] | None:
+        """Decide a flush before taking its locks (while the previous flush commits), or None when
+        its apps are not all eligible.  Each app's state then reflects this flush: ``state.seq`` is the
+        seq it will commit as, and its transaction checks that it does (``flush``)."""
+        if not self._can_decide_ahead(subs):
+            return None
+        by_app = _by_app(subs)
+        work: dict[int, _AppWork] = {}
+        try:
+            for app_id in sorted(by_app):
+                state = self.states[app_id]
+                work[app_id] = await self._decide(None, state, app_id, state.seq + 1, by_app[app_id])
+                state.seq += 1
+        except Exception:
+            # nothing was written: the states hold decisions that will never commit, rebuild them
+            log.warning("deciding ahead failed; deciding again under the locks", exc_info=True)
+            for s in subs:
+                self.states.pop(s.app_id, None)
+            return None
+        return work
+
+    # -- one flush ----------------------------------------------------------
+    async def flush(
+        self, subs: list[Submission], ahead: dict[int, _AppWork] | None = None, copying: asyncio.Event | None = None
+    ) -> None:
+        """One group commit.  ``ahead``: the flush's apps decided already (``_decide_ahead``); its
+        transaction raises _Conflict, storing nothing, when a state changed underneath them.
+        ``copying`` is set when the records' COPY starts: the writer decides the next flush meanwhile."""
+        t0 = time.perf_counter()
+        if ahead is not None and self._db is not None:
+            # decided already: only database work is left, done by the writer's own thread
+            loop = asyncio.get_running_loop()
+            signal = None if copying is None else (lambda: loop.call_soon_threadsafe(copying.set))
+            answers, committed = await self._db.run(lambda conn: self._store(conn, subs, ahead, signal))
+        else:
+            async with self.pool.acquire() as conn:
+                answers, committed = await self._store(conn, subs, ahead, None if copying is None else copying.set)
+        if ahead is None:
+            for app_id, seq in committed.items():
+                held = self.states.get(app_id)
+                if held is not None:
+                    held.seq = seq
+        self.last_flush_ms = (time.perf_counter() - t0) * 1000
+        if self.metrics is not None:
+            self.metrics.commit_seconds.observe(self.last_flush_ms / 1000)
+            self.metrics.flushes.labels("ahead" if ahead is not None else "locked").inc()
+        for s in subs:
+            if not s.future.done():
+                s.future.set_result(answers[id(s)])
+
+    async def _store(
+        self,
+        conn: asyncpg.Connection,
+        subs: list[Submission],
+        ahead: dict[int, _AppWork] | None,
+        copying: Callable[[], object] | None,
+    ) -> tuple[dict[int, Outcome], dict[int, int]]:
+        """The flush's transaction; returns the answers by id(submission) and the seq of each app."""
+        by_app = _by_app(subs)
         app_ids = sorted(by_app)
         answers: dict[int, Outcome] = {}
-        async with self.pool.acquire() as conn, conn.transaction():
-            locked = await conn.fetch(
-                "SELECT app_id, seq FROM unmo.app_log WHERE app_id = ANY($1::bigint[]) ORDER BY app_id FOR UPDATE",
-                app_ids,
-            )
+        committed: dict[int, int] = {}
+        async with conn.transaction():
+            # lock the apps' rows in app order (two processes never deadlock) and advance their seq
+            locked = await conn.fetch(_LOCK_AND_ADVANCE, app_ids)
             seqs = {r["app_id"]: r["seq"] for r in locked}
-            copies: list[bytes] = []
-            install_rows: list[tuple[Any, ...]] = []
-            committed: dict[int, int] = {}
+            works: dict[int, _AppWork] = {}
             for app_id in app_ids:
                 if app_id not in seqs:
                     raise UnmoError(f"app {app_id}: missing from app_log")
                 seq = seqs[app_id] + 1
-                app_subs = by_app[app_id]
-                stream, rows, outs = await self._decide_app(conn, app_id, seqs[app_id], seq, app_subs)
-                if stream is not None:
-                    copies.append(stream)
-                install_rows.extend(rows)
-                for s, o in zip(app_subs, outs, strict=True):
-                    answers[id(s)] = o
+                if ahead is not None:
+                    w = ahead[app_id]
+                    if self.states.get(app_id) is not w.state or w.seq != seq:
+                        # an earlier flush failed, or another process wrote the app: decide again
+                        self._contended[app_id] = time.monotonic() + CONTENDED_S
+                        raise _Conflict(app_id)
+                else:
+                    state = await self._state_for(conn, app_id, seqs[app_id])
+                    w = await self._decide(conn, state, app_id, seq, by_app[app_id])
+                works[app_id] = w
                 committed[app_id] = seq
-            for stream in copies:
-                await conn.copy_to_table(
-                    "records",
-                    schema_name="unmo",
-                    source=memoryview(stream),
-                    columns=RECORD_COLUMNS,
-                    format="binary",
-                )
+            if copying is not None:
+                copying()
+            for w in works.values():
+                if w.stream is not None:
+                    await conn.copy_to_table(
+                        "records",
+                        schema_name="unmo",
+                        source=memoryview(w.stream),
+                        columns=RECORD_COLUMNS,
+                        format="binary",
+                    )
+            install_rows = [row for w in works.values() for row in w.install_rows]
             if install_rows:
                 await conn.copy_records_to_table(
                     "installs", schema_name="unmo", records=install_rows, columns=INSTALL_COLUMNS
                 )
-            await conn.execute(
-                "UPDATE unmo.app_log SET seq = seq + 1 WHERE app_id = ANY($1::bigint[])", app_ids
-            )
-        for app_id, seq in committed.items():
-            self.states[app_id].seq = seq
-        self.last_flush_ms = (time.perf_counter() - t0) * 1000
-        if self.metrics is not None:
-            self.metrics.commit_seconds.observe(self.last_flush_ms / 1000)
-        for s in subs:
-            if not s.future.done():
-                s.future.set_result(answers[id(s)])
+            for app_id, w in works.items():
+                for s, o in zip(w.subs, await self._finish(conn, app_id, w), strict=True):
+                    answers[id(s)] = o
+        return answers, committed
 
     async def _state_for(self, conn: asyncpg.Connection, app_id: int, seq_db: int) -> AppKernel:
         state = self.states.get(app_id)
@@ -334,13 +564,16 @@ class Writer:
                 await self.refresh_settings(conn)
             state = await self.warm(conn, app_id, seq_db)
         elif state.seq < seq_db:
+            # another process wrote the app: its flushes are decided under the lock for a while
+            self._contended[app_id] = time.monotonic() + CONTENDED_S
             await self.catch_up(conn, state, app_id, seq_db)
         return state
 
-    async def _decide_app(
-        self, conn: asyncpg.Connection, app_id: int, seq_db: int, seq: int, subs: list[Submission]
-    ) -> tuple[bytes | None, list[tuple[Any, ...]], list[Outcome]]:
-        state = await self._state_for(conn, app_id, seq_db)
+    async def _decide(
+        self, conn: asyncpg.Connection | None, state: AppKernel, app_id: int, seq: int, subs: list[Submission]
+    ) -> _AppWork:
+        """The kernel's decisions for one app's requests and the rows to store, in memory.  ``conn``: the
+        flush's transaction, or None when deciding ahead (lookups then use a connection of their own)."""
         if len(subs) == 1:
             batch = subs[0].batch
         else:
@@ -350,15 +583,16 @@ class Writer:
         received = np.concatenate([np.full(s.batch.n, s.received_ms, dtype=np.int64) for s in subs])
         unknown = state.unknown_devices(batch)
         if unknown:
-            await self._load_installs(conn, state, app_id, unknown)
+            if conn is not None:
+                await self._load_installs(conn, state, app_id, unknown)
+            else:
+                async with self.pool.acquire() as lookup:
+                    await self._load_installs(lookup, state, app_id, unknown)
         # each request is a batch of its own, decided in arrival order (spec: across batches,
         # arrival order; inside one, stable ts order); `ord` stores that order for replays
         order = batch_order(batch.arrays()["ts"], [sub.batch.n for sub in subs])
         d = state.decide(batch, received, order)
-        # reports (shared edit): rollups of the new records, in this transaction (docs/reports.md)
-        await report_rollup.apply(conn, app_id, state, batch, d)
         keep = d.dup == 0
-        cols = batch.arrays()
         ord_ = np.empty(batch.n, dtype=np.int32)
         ord_[order] = np.arange(batch.n, dtype=np.int32)
         stream = None
@@ -396,11 +630,18 @@ class Writer:
                     json.dumps(res["rejected"]),
                 )
             )
+        return _AppWork(state, seq, subs, batch, d, stream, install_rows)
+
+    async def _finish(self, conn: asyncpg.Connection, app_id: int, w: _AppWork) -> list[Outcome]:
+        """Inside the flush's transaction: the report rollups and the answers of the app's requests."""
+        batch, d = w.batch, w.d
+        # reports (shared edit): rollups of the new records, in this transaction (docs/reports.md)
+        await report_rollup.apply(conn, app_id, w.state, batch, d)
         results = await self._results_with_duplicates(conn, app_id, batch, d)
         outs = []
         start = 0
-        kinds = cols["kind"]
-        for s in subs:
+        kinds = batch.arrays()["kind"]
+        for s in w.subs:
             end = start + s.batch.n
             k, dup = kinds[start:end], d.dup[start:end].astype(bool)
             dups = int(dup.sum())
@@ -424,7 +665,7 @@ class Writer:
                 Outcome(accepted=s.batch.n - dups, duplicates=dups, installs=installs, by_kind=by_kind)
             )
             start = end
-        return stream, install_rows, outs
+        return outs
 
     async def _results_with_duplicates(
         self, conn: asyncpg.Connection, app_id: int, batch: Batch, d: Decisions

@@ -253,7 +253,7 @@ async def fold(conn: asyncpg.Connection, app_id: int) -> int:
 
 async def apply(conn: asyncpg.Connection, app_id: int, state: AppKernel, batch: Batch, d: Decisions) -> None:
     """Add the flush's new records of one app to the report rollups (inside the flush's transaction)."""
-    assert d.camp is not None and d.inst is not None, "Decisions from AppKernel.decide"
+    assert d.camp is not None and d.inst is not None and d.inst_ms is not None, "Decisions from AppKernel.decide"
     keep = d.dup == 0
     if batch.n == 0 or not keep.any():
         return
@@ -316,8 +316,8 @@ async def apply(conn: asyncpg.Connection, app_id: int, state: AppKernel, batch: 
     # -- cohorts: opens and events that inherit an install, by that install's bucket and day after it
     crow = np.flatnonzero(keep & ((kind == Kind.OPEN) | (kind == Kind.EVENT)) & (inst >= 0))
     if len(crow):
-        await _cohorts(conn, app_id, state, batch, crow, kind, ts, inst, source, camp, plat, cur, revenue_rows,
-                       currencies)
+        await _cohorts(conn, app_id, state, batch, crow, kind, ts, d.inst_ms, source, camp, plat, cur,
+                       revenue_rows, currencies)
     now = time.monotonic()
     if now - _folded_at.get(app_id, 0.0) >= FOLD_EVERY_S:
         await fold(conn, app_id)
@@ -325,12 +325,10 @@ async def apply(conn: asyncpg.Connection, app_id: int, state: AppKernel, batch: 
 
 
 async def _cohorts(conn: asyncpg.Connection, app_id: int, state: AppKernel, batch: Batch, crow: np.ndarray,
-                   kind: np.ndarray, ts: np.ndarray, inst: np.ndarray, source: np.ndarray, camp: np.ndarray,
+                   kind: np.ndarray, ts: np.ndarray, inst_ms: np.ndarray, source: np.ndarray, camp: np.ndarray,
                    plat: np.ndarray, cur: np.ndarray, revenue_rows: list[tuple[int, int]],
                    currencies: list[str | None]) -> None:
-    slots, slot_of = np.unique(inst[crow], return_inverse=True)
-    install_ms = np.fromiter((state.native.install_info(s)[0] for s in slots.tolist()), dtype=np.int64,
-                             count=len(slots))[slot_of.reshape(-1)]
+    install_ms = inst_ms[crow]
     # day N = the N-th whole 24 h after the install (AppsFlyer's and Adjust's cohort days); a record
     # stamped before its install (device clock) counts on day 0
     day_n = np.maximum((ts[crow] - install_ms) // DAY_MS, 0)

@@ -86,7 +86,7 @@ class Ingest:
             command_timeout=60,
             server_settings={"application_name": "unmo-serve"},
         )
-        self.writer = Writer(self.pool, self.limits, self.metrics)
+        self.writer = Writer(self.pool, self.limits, self.metrics, self.database_url)
         await self.writer.start()
         self.keys = KeyCache(self.pool)
         await self.keys.start()

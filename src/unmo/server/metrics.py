@@ -76,6 +76,13 @@ class Metrics:
         self.db_size = Gauge(
             "unmo_db_size_bytes", "Size of the database (pg_database_size)", registry=reg, multiprocess_mode="max"
         )
+        self.flushes = Counter(
+            "unmo_flushes",
+            "Group commits by how they were decided: ahead (while the previous one committed), under the"
+            " locks, or again after the one decided ahead was void",
+            ["decided"],
+            registry=reg,
+        )
         self.gc_seconds = Histogram(
             "unmo_gc_full_seconds",
             "Duration of the periodic full garbage collection (unmo.server.app.tune_gc)",
