@@ -186,9 +186,10 @@ def build_columns(list records, list index, list raws, bint msgpack, int64_t ske
     ``records`` are msgspec-decoded unmo.model.Record objects, ``index`` their
     positions in the request, ``raws`` their raw bytes.  ``helpers`` gives
     parse_ua(ua), referrer_click_id(referrer), has_nul(record) -> path and
-    props_from_msgpack(raw) -> JSON text or None.  Returns ``(columns, errors)``:
+    props_from_msgpack(raw) -> JSON text or None.  Returns ``(columns, errors, arrays)``:
     columns is a dict of lists keyed like unmo.ingest.batch.Batch's fields,
-    errors a list of ``(index, code, record)``.
+    errors a list of ``(index, code, record)``, arrays the numeric columns as
+    Batch.arrays() gives them.
     """
     cdef Py_ssize_t i, n = len(records), j, plen
     cdef object rec, dev, camp, rid, v, ip, props, rev, cur, ua, typ, ts_obj, parsed, praw
@@ -210,6 +211,18 @@ def build_columns(list records, list index, list raws, bint msgpack, int64_t ske
     out_ids = {f: [] for f in _DEVICE_FIELDS}
     out_camp = {f: [] for f in _CAMPAIGN_FIELDS}
     errors = []
+    # the numeric columns the kernel reads, filled in place (Batch.arrays() would otherwise build them
+    # from the lists above, element by element)
+    a_kind = np.empty(n, dtype=np.uint8); a_ts = np.empty(n, dtype=np.int64)
+    a_h1 = np.empty(n, dtype=np.uint64); a_h2 = np.empty(n, dtype=np.uint64)
+    a_dev = np.empty((n, 5), dtype=np.uint64); a_fp = np.empty(n, dtype=np.uint64)
+    a_r1 = np.empty(n, dtype=np.uint64); a_r2 = np.empty(n, dtype=np.uint64)
+    cdef uint8_t[::1] m_kind = a_kind
+    cdef int64_t[::1] m_ts = a_ts
+    cdef uint64_t[::1] m_h1 = a_h1, m_h2 = a_h2, m_fp = a_fp, m_r1 = a_r1, m_r2 = a_r2
+    cdef uint64_t[:, ::1] m_dev = a_dev
+    cdef Py_ssize_t g = 0  # good records so far
+    cdef uint64_t fp
     cdef list ids_lists = [out_ids[f] for f in _DEVICE_FIELDS]
     cdef list camp_lists = [out_camp[f] for f in _CAMPAIGN_FIELDS]
     cdef uint64_t hashes[5]
@@ -321,6 +334,8 @@ def build_columns(list records, list index, list raws, bint msgpack, int64_t ske
             else:
                 hashes[j] = 0
         out_dev.append((hashes[0], hashes[1], hashes[2], hashes[3], hashes[4]))
+        for j in range(5):
+            m_dev[g, j] = hashes[j]
         hh = first if first != 0 else ((h1 ^ h2) if (h1 ^ h2) != 0 else 1)
         out_key.append(<int64_t>hh)
         out_index.append(index[i])
@@ -354,16 +369,25 @@ def build_columns(list records, list index, list raws, bint msgpack, int64_t ske
                 r2 = hash_str(v, _ID_SEED_2)
         out_r1.append(r1)
         out_r2.append(r2)
+        m_r1[g] = r1
+        m_r2[g] = r2
         out_name.append(rec.name)
         out_rev.append(rev)
         out_cur.append(cur)
         out_props.append(props)
         if kind <= KIND_IMPRESSION:
-            out_fp.append(_fingerprint(&_FPBUF, ip, ua, None, None, None, parse_ua))
+            fp = _fingerprint(&_FPBUF, ip, ua, None, None, None, parse_ua)
         elif kind == KIND_INSTALL and dev is not None:
-            out_fp.append(_fingerprint(&_FPBUF, ip, ua, dev.os, dev.os_version, dev.model, parse_ua))
+            fp = _fingerprint(&_FPBUF, ip, ua, dev.os, dev.os_version, dev.model, parse_ua)
         else:
-            out_fp.append(0)
+            fp = 0
+        out_fp.append(fp)
+        m_fp[g] = fp
+        m_kind[g] = <uint8_t>kind
+        m_ts[g] = ts
+        m_h1[g] = h1
+        m_h2[g] = h2
+        g += 1
 
     columns = {
         "index": out_index, "kind": out_kind, "ts": out_ts, "record_id": out_rid, "id_h1": out_h1,
@@ -373,4 +397,6 @@ def build_columns(list records, list index, list raws, bint msgpack, int64_t ske
         "ref_h1": out_r1, "ref_h2": out_r2, "name": out_name, "revenue": out_rev, "currency": out_cur,
         "properties": out_props, "fp": out_fp,
     }
-    return columns, errors
+    arrays = {"kind": a_kind[:g], "ts": a_ts[:g], "id_h1": a_h1[:g], "id_h2": a_h2[:g], "dev": a_dev[:g],
+              "fp": a_fp[:g], "ref_h1": a_r1[:g], "ref_h2": a_r2[:g]}
+    return columns, errors, arrays

@@ -111,12 +111,28 @@ class AppKernel:
         return ref
 
     def _campaign_column(self, batch: Batch) -> np.ndarray:
-        cols = [batch.campaign[f] for f in CAMPAIGN_FIELDS]
+        c0, c1, c2, c3, c4 = (batch.campaign[f] for f in CAMPAIGN_FIELDS)
         refs = np.full(batch.n, -1, dtype=np.int32)
-        for i, k in enumerate(batch.kind):
-            if k <= Kind.IMPRESSION:
-                refs[i] = self.campaign_ref((cols[0][i], cols[1][i], cols[2][i], cols[3][i], cols[4][i]))
+        touches = np.flatnonzero(batch.arrays()["kind"] <= Kind.IMPRESSION).tolist()
+        known = self._campaign_refs.get
+        got = []
+        for i in touches:
+            key = (c0[i], c1[i], c2[i], c3[i], c4[i])
+            ref = known(key)
+            got.append(ref if ref is not None else self.campaign_ref(key))
+        refs[touches] = got
         return refs
+
+    def campaign_table(self) -> np.ndarray:
+        """AppKernel.campaigns as an object array (n + 1, 5), its last row all None: ``table[refs]`` gives
+        the campaign columns of a ref column, -1 giving None (made again only when campaigns grow)."""
+        table: np.ndarray | None = self.__dict__.get("_table")
+        if table is None or len(table) != len(self.campaigns) + 1:
+            table = np.empty((len(self.campaigns) + 1, 5), dtype=object)
+            if self.campaigns:
+                table[:-1] = self.campaigns
+            self.__dict__["_table"] = table
+        return table
 
     def blocked(self, batch: Batch) -> np.ndarray:
         out = np.zeros(batch.n, dtype=np.uint8)

@@ -2,11 +2,14 @@
 
 import datetime as dt
 
+import hypothesis
+import hypothesis.strategies as st
 import msgspec
 import pytest
 
 from unmo.config import Limits
 from unmo.ingest.batch import (
+    Batch,
     canonical_ip,
     decode_body,
     device_hash,
@@ -200,3 +203,53 @@ def test_ip_canonical_forms():
     assert canonical_ip("::ffff:10.0.0.1") == ("10.0.0.1", bytes([10, 0, 0, 1]))
     assert canonical_ip("2001:DB8::0:1")[0] == "2001:db8::1"
     assert canonical_ip("nope") is None
+
+
+def _arrays_from_lists(b):
+    """Batch.arrays() as made from the list columns, without the arrays decode_body filled in place."""
+    plain = Batch(**{f: getattr(b, f) for f in ("n", "index", "kind", "ts", "record_id", "id_h1", "id_h2", "dev",
+                                                "fp", "ref_h1", "ref_h2")})
+    return plain.arrays()
+
+
+def test_arrays_filled_by_decode_equal_the_list_columns_also_after_extend():
+    from unmo.load.workload import Workload, build_templates
+
+    bodies = [t.render(1) for t in build_templates(Workload(batch_size=300, templates=3), "arr-", seed=3, now_ms=NOW)]
+    # a bad record in the middle: the arrays hold the good ones only, in order
+    bad = msgspec.json.decode(bodies[1])
+    bad["batch"][7]["ts"] = "not a time"
+    bodies[1] = msgspec.json.encode(bad)
+    decoded = [decode_body(b, msgpack=False, received_ms=NOW, limits=LIMITS).batch for b in bodies]
+    assert [b.n for b in decoded] == [300, 299, 300]
+    for b in decoded:
+        made, want = b.arrays(), _arrays_from_lists(b)
+        assert made.keys() == want.keys()
+        for k in want:
+            assert made[k].dtype == want[k].dtype and (made[k] == want[k]).all(), k
+    merged = Batch()
+    for b in decoded:
+        merged.extend(b)
+    assert "_parts" in merged.__dict__  # joined from the parts, not rebuilt from the lists
+    made, want = merged.arrays(), _arrays_from_lists(merged)
+    for k in want:
+        assert made[k].shape == want[k].shape and (made[k] == want[k]).all(), k
+
+
+def _click_id_by_parse_qsl(referrer):
+    """The definition: parse_qsl of the text as sent, decoded once, decoded twice."""
+    from urllib.parse import parse_qsl, unquote
+
+    if not referrer:
+        return None
+    for text in (referrer, unquote(referrer), unquote(unquote(referrer))):
+        for key, value in parse_qsl(text, keep_blank_values=False):
+            if key == "click_id" and value:
+                return value
+    return None
+
+
+@hypothesis.given(st.lists(st.sampled_from(["click_id", "=", "&", "a", "x=1", ";", " ", "%26", "%3D", "+", "é", "%"]),
+                           max_size=12).map("".join))
+def test_referrer_click_id_fast_path_is_parse_qsl(referrer):
+    assert referrer_click_id(referrer) == _click_id_by_parse_qsl(referrer)

@@ -108,6 +108,14 @@ def referrer_click_id(referrer: str | None) -> str | None:
     """The ``click_id`` of a Google Play install referrer, once or twice URL-encoded."""
     if not referrer:
         return None
+    if "%" not in referrer and "+" not in referrer:
+        # nothing to decode (the usual case): the decoded texts below are the text as sent, and
+        # parse_qsl's split on "&" and the first "=" is all there is to do
+        for part in referrer.split("&"):
+            key, _, value = part.partition("=")
+            if key == "click_id" and value:
+                return value
+        return None
     once = unquote(referrer)
     for text in (referrer, once, unquote(once)):  # as sent, decoded once (encoded once), twice
         for key, value in parse_qsl(text, keep_blank_values=False):
@@ -162,6 +170,14 @@ class Batch:
 
     def extend(self, other: Batch) -> None:
         """Append another batch's rows (the writer merges the requests of one app in a flush)."""
+        # the numeric arrays of both, when made already, are joined rather than made again
+        parts = self.__dict__.pop("_parts", None)
+        if parts is None:
+            mine = self.__dict__.get("_arrays")
+            parts = [] if self.n == 0 else [mine] if mine is not None and len(mine["kind"]) == self.n else None
+        made = other.__dict__.get("_arrays")
+        if parts is not None and made is not None and len(made["kind"]) == other.n:
+            self.__dict__["_parts"] = [*parts, made]
         for f in fields(self):
             if f.name == "n":
                 continue
@@ -179,6 +195,11 @@ class Batch:
         cached: dict[str, np.ndarray] | None = self.__dict__.get("_arrays")
         if cached is not None and len(cached["kind"]) == self.n:
             return cached
+        parts: list[dict[str, np.ndarray]] | None = self.__dict__.pop("_parts", None)
+        if parts is not None and sum(len(p["kind"]) for p in parts) == self.n:
+            cached = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]} if parts else _empty_arrays()
+            self.__dict__["_arrays"] = cached
+            return cached
         cached = {
             "kind": np.asarray(self.kind, dtype=np.uint8),
             "ts": np.asarray(self.ts, dtype=np.int64),
@@ -191,6 +212,12 @@ class Batch:
         }
         self.__dict__["_arrays"] = cached
         return cached
+
+
+def _empty_arrays() -> dict[str, np.ndarray]:
+    return {"kind": np.empty(0, np.uint8), "ts": np.empty(0, np.int64), "id_h1": np.empty(0, np.uint64),
+            "id_h2": np.empty(0, np.uint64), "dev": np.empty((0, 5), np.uint64), "fp": np.empty(0, np.uint64),
+            "ref_h1": np.empty(0, np.uint64), "ref_h2": np.empty(0, np.uint64)}
 
 
 @dataclass
@@ -349,7 +376,7 @@ def decode_body(body: bytes, *, msgpack: bool, received_ms: int, limits: Limits)
             index.append(i)
             good_raws.append(raw)
         raws = good_raws
-    columns, bad = build_columns(
+    columns, bad, arrays = build_columns(
         records, index, raws, msgpack, received_ms - sent_at_ms if sent_at_ms is not None else 0, MIN_TS_MS,
         received_ms + limits.max_future_ms, limits.max_properties_bytes, _HELPERS,
     )
@@ -358,4 +385,5 @@ def decode_body(body: bytes, *, msgpack: bool, received_ms: int, limits: Limits)
     if bad:
         errors.sort(key=lambda e: e["index"])
     b = Batch(n=len(columns["index"]), **columns)
+    b.__dict__["_arrays"] = arrays
     return Decoded(b, errors, received_ms, sent_at_ms)

@@ -60,11 +60,13 @@ def encode_records(
     ord_: np.ndarray,
     received: np.ndarray,
     outcome: np.ndarray,
-    campaign: Sequence[tuple[str | None, ...] | None],
+    campaign: Sequence[tuple[str | None, ...] | None] | np.ndarray,
 ) -> tuple[bytes, int]:
     """Binary COPY stream of the rows of ``b`` where ``keep`` (the non-duplicates).
 
-    The columns go to the native encoder whole; it reads the kept rows in place.
+    ``campaign``: each row's campaign tuple or None, or those as an object array (n, 5)
+    (``AppKernel.campaign_table()[refs]``).  The columns go to the native encoder whole; it
+    reads the kept rows in place.
     """
     rows = np.flatnonzero(keep)
     n = b.n
@@ -72,9 +74,12 @@ def encode_records(
     rev = np.fromiter((v or 0.0 for v in b.revenue), dtype=np.float64, count=n)
     fp = np.asarray(b.fp, dtype=np.uint64).view(np.int64)
     camp_cols: list[list[str | None]] = [[], [], [], [], []]
-    for c in campaign:
-        for j in range(5):
-            camp_cols[j].append(c[j] if c is not None else None)
+    if isinstance(campaign, np.ndarray):
+        camp_cols = [campaign[:, j].tolist() for j in range(5)]
+    else:
+        for c in campaign:
+            for j in range(5):
+                camp_cols[j].append(c[j] if c is not None else None)
     columns: list[tuple[int, Any, Any]] = [
         (INT8, b.device_key, None),
         (INT8, np.full(n, app_id, dtype=np.int64), None),

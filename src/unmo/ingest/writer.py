@@ -605,7 +605,7 @@ class Writer:
                 ord_=ord_,
                 received=received,
                 outcome=d.outcome,
-                campaign=d.campaign,
+                campaign=state.campaign_table()[d.camp],
             )
         install_rows = []
         for row, res in d.results.items():
