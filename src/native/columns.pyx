@@ -217,6 +217,8 @@ def build_columns(list records, list index, list raws, bint msgpack, int64_t ske
     a_h1 = np.empty(n, dtype=np.uint64); a_h2 = np.empty(n, dtype=np.uint64)
     a_dev = np.empty((n, 5), dtype=np.uint64); a_fp = np.empty(n, dtype=np.uint64)
     a_r1 = np.empty(n, dtype=np.uint64); a_r2 = np.empty(n, dtype=np.uint64)
+    a_key = np.empty(n, dtype=np.int64)
+    cdef int64_t[::1] m_key = a_key
     cdef uint8_t[::1] m_kind = a_kind
     cdef int64_t[::1] m_ts = a_ts
     cdef uint64_t[::1] m_h1 = a_h1, m_h2 = a_h2, m_fp = a_fp, m_r1 = a_r1, m_r2 = a_r2
@@ -338,6 +340,7 @@ def build_columns(list records, list index, list raws, bint msgpack, int64_t ske
             m_dev[g, j] = hashes[j]
         hh = first if first != 0 else ((h1 ^ h2) if (h1 ^ h2) != 0 else 1)
         out_key.append(<int64_t>hh)
+        m_key[g] = <int64_t>hh
         out_index.append(index[i])
         out_kind.append(kind)
         out_ts.append(ts)
@@ -398,5 +401,5 @@ def build_columns(list records, list index, list raws, bint msgpack, int64_t ske
         "properties": out_props, "fp": out_fp,
     }
     arrays = {"kind": a_kind[:g], "ts": a_ts[:g], "id_h1": a_h1[:g], "id_h2": a_h2[:g], "dev": a_dev[:g],
-              "fp": a_fp[:g], "ref_h1": a_r1[:g], "ref_h2": a_r2[:g]}
+              "fp": a_fp[:g], "ref_h1": a_r1[:g], "ref_h2": a_r2[:g], "device_key": a_key[:g]}
     return columns, errors, arrays

@@ -208,7 +208,7 @@ def test_ip_canonical_forms():
 def _arrays_from_lists(b):
     """Batch.arrays() as made from the list columns, without the arrays decode_body filled in place."""
     plain = Batch(**{f: getattr(b, f) for f in ("n", "index", "kind", "ts", "record_id", "id_h1", "id_h2", "dev",
-                                                "fp", "ref_h1", "ref_h2")})
+                                                "fp", "ref_h1", "ref_h2", "device_key")})
     return plain.arrays()
 
 

@@ -191,7 +191,8 @@ class Batch:
         self.__dict__.pop("_arrays", None)
 
     def arrays(self) -> dict[str, np.ndarray]:
-        """The numeric columns the kernel reads (made once; a Batch is not changed after it is read)."""
+        """The numeric columns the kernel and the COPY read (made once; a Batch is not changed after it is
+        read)."""
         cached: dict[str, np.ndarray] | None = self.__dict__.get("_arrays")
         if cached is not None and len(cached["kind"]) == self.n:
             return cached
@@ -209,6 +210,7 @@ class Batch:
             "fp": np.asarray(self.fp, dtype=np.uint64),
             "ref_h1": np.asarray(self.ref_h1, dtype=np.uint64),
             "ref_h2": np.asarray(self.ref_h2, dtype=np.uint64),
+            "device_key": np.asarray(self.device_key, dtype=np.int64),
         }
         self.__dict__["_arrays"] = cached
         return cached
@@ -217,7 +219,7 @@ class Batch:
 def _empty_arrays() -> dict[str, np.ndarray]:
     return {"kind": np.empty(0, np.uint8), "ts": np.empty(0, np.int64), "id_h1": np.empty(0, np.uint64),
             "id_h2": np.empty(0, np.uint64), "dev": np.empty((0, 5), np.uint64), "fp": np.empty(0, np.uint64),
-            "ref_h1": np.empty(0, np.uint64), "ref_h2": np.empty(0, np.uint64)}
+            "ref_h1": np.empty(0, np.uint64), "ref_h2": np.empty(0, np.uint64), "device_key": np.empty(0, np.int64)}
 
 
 @dataclass

@@ -70,9 +70,10 @@ def encode_records(
     """
     rows = np.flatnonzero(keep)
     n = b.n
+    a = b.arrays()
     rev_null = np.fromiter((v is None for v in b.revenue), dtype=np.uint8, count=n)
     rev = np.fromiter((v or 0.0 for v in b.revenue), dtype=np.float64, count=n)
-    fp = np.asarray(b.fp, dtype=np.uint64).view(np.int64)
+    fp = a["fp"].view(np.int64)
     camp_cols: list[list[str | None]] = [[], [], [], [], []]
     if isinstance(campaign, np.ndarray):
         camp_cols = [campaign[:, j].tolist() for j in range(5)]
@@ -81,14 +82,14 @@ def encode_records(
             for j in range(5):
                 camp_cols[j].append(c[j] if c is not None else None)
     columns: list[tuple[int, Any, Any]] = [
-        (INT8, b.device_key, None),
+        (INT8, a["device_key"], None),
         (INT8, np.full(n, app_id, dtype=np.int64), None),
         (TSTZ_MS, received, None),
         (INT8, np.full(n, seq, dtype=np.int64), None),
         (INT4, ord_, None),
-        (INT2, b.kind, None),
+        (INT2, a["kind"], None),
         (TEXT, b.record_id, None),
-        (TSTZ_MS, b.ts, None),
+        (TSTZ_MS, a["ts"], None),
         *[(TEXT, b.ids[f], None) for f in DEVICE_ID_FIELDS],
         (INET, b.ip_packed, None),
         (TEXT, b.ua, None),
