@@ -54,6 +54,9 @@ WORKERS = [1, 2]
 # (label, serve flags): the default, then what --pool-size and --workers change
 POOL_SETUPS = [
     ("default: 1 worker, pool 4", []),
+    # the writer's own connection and thread (unmo.ingest.writer._DatabaseThread) switched off: flushes
+    # committed from the serving loop on the shared pool, as before that tuning
+    ("untuned: no commit thread, pool 4", ["env:UNMO_COMMIT_THREAD=0"]),
     ("1 worker, pool 1", ["--pool-size", "1"]),
     ("1 worker, pool 2", ["--pool-size", "2"]),
     ("1 worker, pool 16", ["--pool-size", "16"]),
@@ -80,12 +83,13 @@ def _r(v: float | None) -> float | None:
 @contextlib.contextmanager
 def server(db: str, extra: list[str], workers: int = 1) -> Iterator[ServerProcess]:
     """``unmo serve`` with ``extra`` flags; stopped however the block ends (also when it fails to start)."""
-    flags = list(extra)
+    flags = [f for f in extra if not f.startswith("env:")]
+    env = dict(f[4:].split("=", 1) for f in extra if f.startswith("env:"))
     if "--workers" in flags:
         i = flags.index("--workers")
         workers = int(flags[i + 1])
         del flags[i:i + 2]
-    srv = ServerProcess(db, workers=workers, extra=flags)
+    srv = ServerProcess(db, workers=workers, extra=flags, env=env)
     try:
         srv.start(timeout=180)
         yield srv

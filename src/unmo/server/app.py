@@ -7,6 +7,7 @@ import contextlib
 import gc
 import logging
 import math
+import os
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -86,7 +87,10 @@ class Ingest:
             command_timeout=60,
             server_settings={"application_name": "unmo-serve"},
         )
-        self.writer = Writer(self.pool, self.limits, self.metrics, self.database_url)
+        # UNMO_COMMIT_THREAD=0: commit every flush from the serving loop on the shared pool, as before the
+        # writer had a connection and thread of its own (the untuned setup of docs/performance.md)
+        commit_thread = os.environ.get("UNMO_COMMIT_THREAD", "1") != "0"
+        self.writer = Writer(self.pool, self.limits, self.metrics, self.database_url if commit_thread else None)
         await self.writer.start()
         self.keys = KeyCache(self.pool)
         await self.keys.start()
