@@ -12,3 +12,14 @@ cdef extern from "<string.h>":
 
 cdef extern from "civil.h":
     int64_t unmo_days_from_civil(int64_t y, unsigned m, unsigned d) nogil
+
+# Struct fields read by their slot offsets (unmo.model's msgspec Structs keep their fields as member slots).
+cdef extern from "structmember.h":
+    ctypedef struct PyMemberDef:
+        Py_ssize_t offset
+
+cdef extern from "Python.h":
+    ctypedef struct PyMemberDescrObject:
+        PyMemberDef *d_member
+    ctypedef struct PyTypeObject
+    PyTypeObject *Py_TYPE(object o)

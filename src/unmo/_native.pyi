@@ -100,6 +100,7 @@ ERR_PROPS_SIZE: int
 ERR_PROPS: int
 ERR_NUL: int
 
+def configure_structs(record: type, device: type, campaign: type) -> None: ...
 def build_columns(
     records: list[Any],
     index: list[int],

@@ -253,3 +253,29 @@ def _click_id_by_parse_qsl(referrer):
                            max_size=12).map("".join))
 def test_referrer_click_id_fast_path_is_parse_qsl(referrer):
     assert referrer_click_id(referrer) == _click_id_by_parse_qsl(referrer)
+
+
+def test_fields_read_by_slot_offset_equal_fields_read_by_attribute():
+    """build_columns reads unmo.model's Structs by slot offset (configure_structs); records of any other
+    type (here a subclass) are read by attribute, with the same columns."""
+    from unmo._native import build_columns, configure_structs
+    from unmo.ingest.batch import _HELPERS, MIN_TS_MS
+    from unmo.load.workload import Workload, build_templates
+    from unmo.model import Record
+
+    with pytest.raises(TypeError):
+        configure_structs(dict, dict, dict)
+
+    class Other(Record):
+        pass
+
+    body = build_templates(Workload(batch_size=200, templates=1), "slot-", seed=5, now_ms=NOW)[0].render(1)
+    raws = msgspec.json.decode(body, type=dict[str, list[msgspec.Raw]])["batch"]
+    args = (False, 0, MIN_TS_MS, NOW + LIMITS.max_future_ms, LIMITS.max_properties_bytes, _HELPERS)
+    mine = [msgspec.json.decode(r, type=Record) for r in raws]
+    other = [msgspec.json.decode(r, type=Other) for r in raws]
+    fast, _, fast_arrays = build_columns(mine, list(range(len(raws))), raws, *args)
+    slow, _, slow_arrays = build_columns(other, list(range(len(raws))), raws, *args)
+    assert fast == slow
+    assert all((fast_arrays[k] == slow_arrays[k]).all() for k in fast_arrays)
+    assert len(fast["index"]) == 200

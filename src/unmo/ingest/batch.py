@@ -29,6 +29,7 @@ from unmo._native import (
     ERR_TS_FUTURE,
     ERR_TS_RANGE,
     build_columns,
+    configure_structs,
 )
 from unmo.config import Limits
 from unmo.errors import cut
@@ -39,10 +40,14 @@ from unmo.model import (
     CAMPAIGN_FIELDS,
     DEVICE_ID_FIELDS,
     ZERO_ID,
+    Campaign,
+    Device,
     Envelope,
     Record,
     TypedEnvelope,
 )
+
+configure_structs(Record, Device, Campaign)  # build_columns reads their fields by slot offset
 
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 MIN_TS_MS = 946_684_800_000  # 2000-01-01: smaller integers are seconds or garbage, not epoch milliseconds
