@@ -355,14 +355,14 @@ class Writer:
         # arrival order; inside one, stable ts order); `ord` stores that order for replays
         order = batch_order(batch.arrays()["ts"], [sub.batch.n for sub in subs])
         d = state.decide(batch, received, order)
-        # reports (shared edit): rollups of the new records, in this transaction (docs/reports.md)
-        await report_rollup.apply(conn, app_id, state, batch, d)
         keep = d.dup == 0
         cols = batch.arrays()
         ord_ = np.empty(batch.n, dtype=np.int32)
         ord_[order] = np.arange(batch.n, dtype=np.int32)
         stream = None
         if keep.any():
+            # reports (shared edit): the columns the rollups need, folded later off this path (docs/reports.md)
+            install_ms, ctit_rejected = report_rollup.record_columns(state, cols["kind"], d)
             stream, _n = encode_records(
                 batch,
                 app_id=app_id,
@@ -372,6 +372,8 @@ class Writer:
                 received=received,
                 outcome=d.outcome,
                 campaign=d.campaign,
+                install_ms=install_ms,
+                ctit_rejected=ctit_rejected,
             )
         install_rows = []
         for row, res in d.results.items():
