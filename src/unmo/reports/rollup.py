@@ -91,7 +91,7 @@ _SOURCE = f"CASE WHEN network IS NOT NULL THEN {SOURCE_CAMPAIGN} WHEN outcome = 
 # revenue: events only, in the event's currency (USD when it named none), in exact integer millionths:
 # round() of float8 is round half to even, as Python's round(revenue * 1e6)
 _CURRENCY = "CASE WHEN kind = 5 AND revenue IS NOT NULL THEN coalesce(currency, 'USD') END"
-_MICROS = "CASE WHEN kind = 5 AND revenue IS NOT NULL THEN round(revenue * float8 '1000000')::numeric END"
+_MICROS = "CASE WHEN kind = 5 AND revenue IS NOT NULL THEN round(revenue * float8 '1000000')::bigint END"
 _TAIL = "FROM unmo.records WHERE app_id = $1 AND seq > $2 AND seq <= $3"
 _LABELS = "network, campaign, adset, ad, site, platform"
 
@@ -101,8 +101,14 @@ _DAILY_INPUT = f"""
 t AS (SELECT date_bin('15 minutes', ts, timestamptz '2000-01-01 00:00+00') AS bucket, kind, outcome,
              {_SOURCE} AS source, {_LABELS}, {_CURRENCY} AS currency, {_MICROS} AS micros, ctit_rejected
       {_TAIL}),
-contrib AS (
-    SELECT bucket, source, {_LABELS}, currency,
+rows AS (  -- the records, and as kind 0 the CTIT-rejected touches
+    SELECT bucket, kind, outcome, source, {_LABELS}, currency, micros FROM t
+    UNION ALL
+    SELECT t.bucket, 0, 0, {SOURCE_CAMPAIGN}, e->>0, e->>1, e->>2, e->>3, e->>4, t.platform, NULL, NULL
+    FROM t CROSS JOIN LATERAL jsonb_array_elements(t.ctit_rejected) AS e WHERE t.ctit_rejected IS NOT NULL),
+moved AS (
+    SELECT $1::bigint AS app_id, bucket, {_FULL_KEY} AS group_key, {_CAMP_KEY} AS camp_key, source, {_LABELS},
+           currency,
            count(*) FILTER (WHERE kind = 1) AS clicks,
            count(*) FILTER (WHERE kind = 2) AS impressions,
            count(*) FILTER (WHERE kind = 3 AND outcome IN (1, 2, 4)) AS installs,
@@ -112,19 +118,9 @@ contrib AS (
            count(*) FILTER (WHERE kind = 4) AS opens,
            count(*) FILTER (WHERE kind = 5) AS events,
            sum(micros) AS revenue_micros,
-           0::bigint AS ctit_rejected,
-           count(*) FILTER (WHERE kind <= 2 AND outcome = 6) AS blocklisted
-    FROM t GROUP BY bucket, source, {_LABELS}, currency
-    UNION ALL
-    SELECT t.bucket, {SOURCE_CAMPAIGN}, e->>0, e->>1, e->>2, e->>3, e->>4, t.platform, NULL,
-           0, 0, 0, 0, 0, 0, 0, 0, NULL, count(*), 0
-    FROM t CROSS JOIN LATERAL jsonb_array_elements(t.ctit_rejected) AS e
-    WHERE t.ctit_rejected IS NOT NULL
-    GROUP BY 1, 2, 3, 4, 5, 6, 7, 8),
-moved AS (
-    SELECT $1::bigint AS app_id, bucket, {_FULL_KEY} AS group_key, {_CAMP_KEY} AS camp_key, source,
-           {_LABELS}, currency, {", ".join(f"sum({c}) AS {c}" for c in DAILY_COUNTERS)}
-    FROM contrib GROUP BY bucket, source, {_LABELS}, currency)"""
+           count(*) FILTER (WHERE kind = 0) AS ctit_rejected,
+           count(*) FILTER (WHERE kind IN (1, 2) AND outcome = 6) AS blocklisted
+    FROM rows GROUP BY bucket, source, {_LABELS}, currency)"""
 
 # Cohorts: opens and events that inherit an install, by the 15-minute bucket of the install's ts, their group
 # and day N (the N-th whole 24 h after the install; a record stamped before its install counts on day 0);
@@ -141,34 +137,30 @@ firsts AS (SELECT DISTINCT ON (device_key, install_ms, day_n) * FROM c
 active AS (INSERT INTO unmo.report_active (app_id, device_key, install_ms, day_n)
            SELECT $1, device_key, install_ms, day_n FROM firsts
            ON CONFLICT DO NOTHING RETURNING device_key, install_ms, day_n),
-contrib AS (
-    SELECT bucket, day_n, source, {_LABELS}, currency, count(*) FILTER (WHERE kind = 4) AS opens,
-           count(*) FILTER (WHERE kind = 5) AS events, sum(micros) AS revenue_micros, 0::bigint AS retained
-    FROM c GROUP BY bucket, day_n, source, {_LABELS}, currency
+rows AS (  -- the opens and events, and as kind 0 the devices counted retained
+    SELECT bucket, day_n, kind, source, {_LABELS}, currency, micros FROM c
     UNION ALL
-    SELECT f.bucket, f.day_n, f.source, f.network, f.campaign, f.adset, f.ad, f.site, f.platform, NULL,
-           0, 0, NULL, count(*)
-    FROM firsts f JOIN active a USING (device_key, install_ms, day_n)
-    GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9),
+    SELECT f.bucket, f.day_n, 0, f.source, f.network, f.campaign, f.adset, f.ad, f.site, f.platform, NULL, NULL
+    FROM firsts f JOIN active a USING (device_key, install_ms, day_n)),
 moved AS (
     SELECT $1::bigint AS app_id, bucket, {_FULL_KEY} AS group_key, {_CAMP_KEY} AS camp_key, day_n, source,
-           {_LABELS}, currency, {", ".join(f"sum({c}) AS {c}" for c in COHORT_COUNTERS)}
-    FROM contrib GROUP BY bucket, day_n, source, {_LABELS}, currency)"""
+           {_LABELS}, currency, count(*) FILTER (WHERE kind = 4) AS opens, count(*) FILTER (WHERE kind = 5) AS events,
+           sum(micros) AS revenue_micros, count(*) FILTER (WHERE kind = 0) AS retained
+    FROM rows GROUP BY bucket, day_n, source, {_LABELS}, currency)"""
 
 
 def _fold_sql(inputs: str, count_of: str, rollup: str, counters: tuple[str, ...], extra_key: tuple[str, ...]) -> str:
-    """One statement: ``inputs`` sums the tail once per bucket and group (``moved``); add the sums to the
-    rollup at every level and grain (the coarser ones summed from ``moved``, not the records)."""
+    """One statement: ``inputs`` sums the tail once per bucket and group (``moved``, one row each); add the
+    sums to the rollup at every level and grain (the coarser ones summed from ``moved``, not the records)."""
     key = "".join(f", {k}" for k in extra_key)
-    first = ", ".join(f"coalesce(sum({c}), 0) AS {c}" if c == "revenue_micros" else f"sum({c}) AS {c}"
-                      for c in counters)
-    labels = ", ".join(f"min({c}) AS {c}" for c in LABEL_COLUMNS)
+    first = ", ".join(f"coalesce({c}, 0) AS {c}" if c == "revenue_micros" else c for c in counters)
+    labels = ", ".join(LABEL_COLUMNS)
     updates = ", ".join(f"{c} = r.{c} + excluded.{c}" for c in counters)
     columns = ", ".join(("app_id", "level", "bucket", "grain", "group_key", *extra_key, "source", *LABEL_COLUMNS,
                          *counters))
     conflict = ", ".join(("app_id", "grain", "level", "bucket", "group_key", *extra_key))
-    parts = [f"agg AS MATERIALIZED (SELECT app_id, bucket, group_key, camp_key{key}, min(source) AS source, "
-             f"{labels}, {first} FROM moved GROUP BY app_id, bucket, group_key, camp_key{key})"]
+    parts = [f"agg AS MATERIALIZED (SELECT app_id, bucket, group_key, camp_key{key}, source, {labels}, {first} "
+             f"FROM moved)"]
     sums = ", ".join(f"sum({c})" for c in counters)
     for name, level, grain, bucket, gkey in (
         ("q_full", LEVEL_QUARTER, GRAIN_FULL, "bucket", "group_key"),
