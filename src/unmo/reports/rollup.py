@@ -207,35 +207,38 @@ async def fold(conn: asyncpg.Connection, app_id: int, *, wait: bool = True,
     ``wait=False`` skips an app whose watermark another transaction holds (returns None): background
     folders of several processes never queue up behind each other.  ``max_commits`` bounds the commits
     taken in one go."""
-    async with conn.transaction():
-        if wait:
-            lo = await conn.fetchval(_LOCK_WAIT, app_id)
-        else:
-            lo, present = await conn.fetchrow(_LOCK_SKIP, app_id)
-            if lo is None and present:
-                return None  # another transaction holds it
-        if lo is None:
-            # an app created after migration 0003: its row starts at 0 (this waits for a concurrent insert of it)
-            lo = await conn.fetchval("INSERT INTO unmo.report_watermark (app_id) VALUES ($1) ON CONFLICT DO NOTHING "
-                                     "RETURNING seq", app_id)
-            if lo is None:
-                if not wait:
-                    return None
+    for _attempt in range(2):
+        async with conn.transaction():
+            if wait:
                 lo = await conn.fetchval(_LOCK_WAIT, app_id)
-        # every record with seq <= the committed app_log.seq is committed (one transaction stores both), and
-        # the statements below, which start later, see them all
-        last = await conn.fetchval("SELECT seq FROM unmo.app_log WHERE app_id = $1", app_id)
-        if last is None or last <= lo:
-            return Folded(0, 0, False)
-        hi = last if max_commits is None else min(last, lo + max_commits)
-        # Hash the tail by group instead of sorting it (the planner cannot know how many rows there are), and
-        # no JIT: disabling sorts adds 1e10 to the plan's cost, which would make PostgreSQL compile these
-        # short statements with LLVM every time (PostgreSQL docs, "When to JIT?").  LOCAL: this transaction.
-        await conn.execute("SET LOCAL enable_sort = off; SET LOCAL jit = off; SET LOCAL work_mem = '64MB'")
-        records = int(await conn.fetchval(FOLD_DAILY_SQL, app_id, lo, hi))
-        await conn.fetchval(FOLD_COHORT_SQL, app_id, lo, hi)
-        await conn.execute("UPDATE unmo.report_watermark SET seq = $2 WHERE app_id = $1", app_id, hi)
-        return Folded(hi - lo, records, hi < last)
+            else:
+                lo, present = await conn.fetchrow(_LOCK_SKIP, app_id)
+                if lo is None and present:
+                    return None  # another transaction holds it
+            if lo is not None:
+                return await _fold_locked(conn, app_id, lo, max_commits)
+        # no row (unmo.apps.create_app makes it; migration 0003 for the apps before it): make it in a
+        # transaction of its own, committed at once, so that a concurrent maker waits for that only
+        await conn.execute("INSERT INTO unmo.report_watermark (app_id) VALUES ($1) ON CONFLICT DO NOTHING", app_id)
+    raise RuntimeError(f"app {app_id}: no report watermark row")
+
+
+async def _fold_locked(conn: asyncpg.Connection, app_id: int, lo: int, max_commits: int | None) -> Folded:
+    """The fold's work, in the caller's transaction, which holds the watermark row (at ``lo``)."""
+    # every record with seq <= the committed app_log.seq is committed (one transaction stores both), and
+    # the statements below, which start later, see them all
+    last = await conn.fetchval("SELECT seq FROM unmo.app_log WHERE app_id = $1", app_id)
+    if last is None or last <= lo:
+        return Folded(0, 0, False)
+    hi = last if max_commits is None else min(last, lo + max_commits)
+    # Hash the tail by group instead of sorting it (the planner cannot know how many rows there are), and
+    # no JIT: disabling sorts adds 1e10 to the plan's cost, which would make PostgreSQL compile these
+    # short statements with LLVM every time (PostgreSQL docs, "When to JIT?").  LOCAL: this transaction.
+    await conn.execute("SET LOCAL enable_sort = off; SET LOCAL jit = off; SET LOCAL work_mem = '64MB'")
+    records = int(await conn.fetchval(FOLD_DAILY_SQL, app_id, lo, hi))
+    await conn.fetchval(FOLD_COHORT_SQL, app_id, lo, hi)
+    await conn.execute("UPDATE unmo.report_watermark SET seq = $2 WHERE app_id = $1", app_id, hi)
+    return Folded(hi - lo, records, hi < last)
 
 
 # --------------------------------------------------------------------------- background
