@@ -518,6 +518,24 @@ cdef class Kernel:
         return (self.i_ts[slot], self.i_status[slot], self.i_tkind[slot], self.i_match[slot],
                 self.i_camp[slot], self.i_tts[slot], self.i_ctit[slot], self.i_tids[slot])
 
+    def install_ts(self, const int64_t[::1] slots):
+        """ts (epoch ms) of the primary installs in ``slots``, -1 where the slot is -1 (no install):
+        ``install_info(slot)[0]`` for a whole column (the install ms the reports store with opens and
+        events, unmo.reports.rollup)."""
+        cdef Py_ssize_t i, n = slots.shape[0]
+        cdef int64_t s
+        out = np.empty(n, dtype=np.int64)
+        cdef int64_t[::1] o = out
+        for i in range(n):
+            s = slots[i]
+            if s == -1:
+                o[i] = -1
+            elif 0 <= s < self.ni:
+                o[i] = self.i_ts[s]
+            else:
+                raise IndexError(f"install slot {s} out of range")
+        return out
+
     def unknown_devices(self, const uint64_t[:, ::1] dev, const uint8_t[::1] kind):
         """Typed device hashes of installs, opens and events that the install index does not know
         (and that are not known to be absent): the ones unmo.kernel looks up in the database."""

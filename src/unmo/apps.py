@@ -156,6 +156,7 @@ async def create_app(conn: asyncpg.Connection, name: str, platform: str | None =
             "INSERT INTO unmo.apps (app_id, name, platform) VALUES ($1, $2, $3)", app_id, name, platform
         )
         await conn.execute("INSERT INTO unmo.app_log (app_id) VALUES ($1)", app_id)
+        await conn.execute("INSERT INTO unmo.report_watermark (app_id) VALUES ($1)", app_id)  # docs/reports.md
         for kind, key in (("sdk", sdk_key), ("secret", secret_key)):
             await conn.execute(
                 "INSERT INTO unmo.api_keys (key_hash, app_id, kind, key_prefix) VALUES ($1, $2, $3, $4)",

@@ -91,7 +91,7 @@ def _serve_int(flag: int | None, name: str, env: str, default: int, lo: int, hi:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from unmo.config import ServerSettings
+    from unmo.config import ServerSettings, report_fold_seconds
     from unmo.db.embedded import database_url_or_embedded
     from unmo.db.migrate import migrate_url
     from unmo.server.logs import setup as setup_logging
@@ -112,6 +112,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
             )
     if max_queue is not None and not 1_000 <= max_queue <= 100_000_000:
         raise UsageError(f"unmo serve: --max-queue: expected 1000..100000000, got {max_queue}")
+    try:
+        report_fold_seconds()
+    except ValueError as exc:
+        raise UsageError(f"unmo serve: {exc}") from None
     setup_logging()
     url, embedded = database_url_or_embedded(args.database_url)
     try:

@@ -17,6 +17,24 @@ def configured_database_url(flag: str | None) -> str | None:
     return flag or os.environ.get("UNMO_DATABASE_URL") or None
 
 
+REPORT_FOLD_S = 1.0  # the report folder's pause between passes (unmo.reports.rollup.Folder)
+
+
+def report_fold_seconds() -> float:
+    """``$UNMO_REPORT_FOLD_S``: seconds between the background report folder's passes, 0 turns it off (reports
+    then fold their app's records themselves before reading); default REPORT_FOLD_S."""
+    raw = os.environ.get("UNMO_REPORT_FOLD_S", "")
+    if raw == "":
+        return REPORT_FOLD_S
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError(f"UNMO_REPORT_FOLD_S: expected seconds (0: off), got {raw[:40]!r}") from None
+    if not 0 <= value <= 3600:
+        raise ValueError(f"UNMO_REPORT_FOLD_S: expected 0..3600 seconds, got {raw[:40]!r}")
+    return value
+
+
 @dataclass
 class Limits:
     """Every size and rate an outsider controls (docs/api.md, Limits)."""
@@ -42,3 +60,4 @@ class ServerSettings:
     workers: int = 1
     pool_size: int = 4
     limits: Limits = field(default_factory=Limits)
+    report_fold_s: float = field(default_factory=report_fold_seconds)

@@ -58,9 +58,6 @@ class Decisions:
     camp: np.ndarray | None = None     # int32 refs into AppKernel.campaigns, -1: none
     inst: np.ndarray | None = None     # int64 primary install slot (installs; opens/events: the one inherited)
     rejected: list[tuple[int, int, int]] = field(default_factory=list)  # (install row, touch campaign ref, reason)
-    # ts (ms) of the install in ``inst``, -1 for none: read at decide time, because the slots themselves
-    # are only valid until the state's next batch (the writer decides the next flush before this one commits)
-    inst_ms: np.ndarray | None = None
 
 
 class AppKernel:
@@ -173,16 +170,9 @@ class AppKernel:
         for row in np.flatnonzero((kinds == Kind.INSTALL) & (dup == 0)).tolist():
             results[row] = self.result(int(inst[row]), int(outcome[row]), rejections.get(row, []))
         campaigns = [self.campaigns[c] if c >= 0 else None for c in camp.tolist()]
-        inst_ms = np.full(batch.n, -1, dtype=np.int64)
-        held = np.flatnonzero(inst >= 0)
-        if held.size:
-            slots, slot_of = np.unique(inst[held], return_inverse=True)
-            info = self.native.install_info
-            inst_ms[held] = np.fromiter((info(s)[0] for s in slots.tolist()), dtype=np.int64,
-                                        count=len(slots))[slot_of.reshape(-1)]
         self._trimmed = False
         return Decisions(dup, outcome, campaigns, results, camp, inst,
-                         [(row, c, reason) for row, _id, _ts, _kind, c, reason in rejected], inst_ms)
+                         [(row, c, reason) for row, _id, _ts, _kind, c, reason in rejected])
 
     def order_base(self) -> int:
         """Decision order of the next batch's first record: ``(app_log.seq << 32) | ord`` as the

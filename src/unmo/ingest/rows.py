@@ -40,6 +40,9 @@ RECORD_COLUMNS = [
     "properties",
     "fp",
     "outcome",
+    # for the reports (unmo.reports.rollup.record_columns)
+    "install_ms",
+    "ctit_rejected",
 ]
 
 REPLAY_COLUMNS = (
@@ -61,16 +64,23 @@ def encode_records(
     received: np.ndarray,
     outcome: np.ndarray,
     campaign: Sequence[tuple[str | None, ...] | None] | np.ndarray,
+    install_ms: np.ndarray | None = None,
+    ctit_rejected: list[str | None] | None = None,
 ) -> tuple[bytes, int]:
     """Binary COPY stream of the rows of ``b`` where ``keep`` (the non-duplicates).
 
     ``campaign``: each row's campaign tuple or None, or those as an object array (n, 5)
-    (``AppKernel.campaign_table()[refs]``).  The columns go to the native encoder whole; it
-    reads the kept rows in place.
+    (``AppKernel.campaign_table()[refs]``).  ``install_ms`` (-1: NULL) and ``ctit_rejected``
+    are the reports' columns (unmo.reports.rollup); None stores NULL.  The columns go to the
+    native encoder whole; it reads the kept rows in place.
     """
     rows = np.flatnonzero(keep)
     n = b.n
     a = b.arrays()
+    if install_ms is None:
+        install_ms = np.full(n, -1, dtype=np.int64)
+    if ctit_rejected is None:
+        ctit_rejected = [None] * n
     rev_null = np.fromiter((v is None for v in b.revenue), dtype=np.uint8, count=n)
     rev = np.fromiter((v or 0.0 for v in b.revenue), dtype=np.float64, count=n)
     fp = a["fp"].view(np.int64)
@@ -105,6 +115,8 @@ def encode_records(
         (JSONB, b.properties, None),
         (INT8, fp, (fp == 0).astype(np.uint8)),
         (INT2, outcome, None),
+        (INT8, install_ms, (install_ms < 0).view(np.uint8)),
+        (JSONB, ctit_rejected, None),
     ]
     return encode(n, columns, rows), int(rows.size)
 

@@ -597,6 +597,8 @@ class Writer:
         ord_[order] = np.arange(batch.n, dtype=np.int32)
         stream = None
         if keep.any():
+            # reports (shared edit): the columns the rollups need, folded later off this path (docs/reports.md)
+            install_ms, ctit_rejected = report_rollup.record_columns(state, batch.arrays()["kind"], d)
             stream, _n = encode_records(
                 batch,
                 app_id=app_id,
@@ -606,6 +608,8 @@ class Writer:
                 received=received,
                 outcome=d.outcome,
                 campaign=state.campaign_table()[d.camp],
+                install_ms=install_ms,
+                ctit_rejected=ctit_rejected,
             )
         install_rows = []
         for row, res in d.results.items():
@@ -633,10 +637,8 @@ class Writer:
         return _AppWork(state, seq, subs, batch, d, stream, install_rows)
 
     async def _finish(self, conn: asyncpg.Connection, app_id: int, w: _AppWork) -> list[Outcome]:
-        """Inside the flush's transaction: the report rollups and the answers of the app's requests."""
+        """Inside the flush's transaction: the answers of the app's requests."""
         batch, d = w.batch, w.d
-        # reports (shared edit): rollups of the new records, in this transaction (docs/reports.md)
-        await report_rollup.apply(conn, app_id, w.state, batch, d)
         results = await self._results_with_duplicates(conn, app_id, batch, d)
         outs = []
         start = 0

@@ -21,7 +21,7 @@ from typing import Any
 import asyncpg
 
 from unmo.errors import ValidationError, cut
-from unmo.reports import levels
+from unmo.reports import levels, rollup
 from unmo.reports.rollup import (
     DAILY_COUNTERS,
     GRAIN_CAMPAIGN,
@@ -242,40 +242,32 @@ class _Plan:
                    levels.pieces(starts, hours=grain == GRAIN_CAMPAIGN, days=True))
 
     def args(self, app_id: int) -> list[Any]:
-        """$1..$9 of _sql: app, pieces, grain, day starts, delta range."""
+        """$1..$6 of _sql: app, pieces, grain."""
         pc = self.pieces
-        return [app_id, pc.level, pc.bucket, pc.sign, pc.day, self.grain, self.starts, self.starts[0],
-                self.starts[-1]]
+        return [app_id, pc.level, pc.bucket, pc.sign, pc.day, self.grain]
 
-    def sql(self, rollup: str, delta: str, sums: dict[str, str], where: str = "") -> str:
+    def sql(self, rollup: str, sums: dict[str, str], where: str = "") -> str:
         """Per local day (index), source, dimensions and currency: ``sums`` (name -> expression of the row
-        ``{t}``; ``{num}`` casts the deltas' text revenue) over the rollup's pieces, plus the deltas not
-        folded yet; ``where`` (of ``{t}``) keeps some rows only."""
-        src = "{t}.source" if self.labelled else "0"
-        dims = "".join(f", {{t}}.{d}" for d in self.dims)
+        ``{t}``) over the rollup's pieces; ``where`` (of ``{t}``) keeps some rows only."""
+        src = "r.source" if self.labelled else "0"
+        dims = "".join(f", r.{d}" for d in self.dims)
+        cols = ", ".join(f"sum(({expr.format(t='r')}) * p.sign) AS {name}" for name, expr in sums.items())
+        return (f"SELECT p.day AS day, {src} AS source{dims}, r.currency, {cols} "
+                f"FROM unnest($2::smallint[], $3::timestamptz[], $4::integer[], $5::integer[]) "
+                f"AS p(level, bucket, sign, day) JOIN unmo.{rollup} r ON r.app_id = $1 AND r.grain = $6 "
+                f"AND r.level = p.level AND r.bucket = p.bucket{where.format(t='r')} "
+                f"GROUP BY 1, 2{dims}, r.currency LIMIT {MAX_ROWS * 4 + 1}")
 
-        def part(t: str, day: str, frm: str, sign: str, num: str) -> str:
-            cols = ", ".join(f"sum(({expr.format(t=t, num=num)}){sign}) AS {name}" for name, expr in sums.items())
-            return (f"SELECT {day} AS day, {src.format(t=t)} AS source{dims.format(t=t)}, {t}.currency, {cols} "
-                    f"{frm}{where.format(t=t)} GROUP BY 1, 2{dims.format(t=t)}, {t}.currency")
 
-        rolled = part("r", "p.day",
-                      f"FROM unnest($2::smallint[], $3::timestamptz[], $4::integer[], $5::integer[]) "
-                      f"AS p(level, bucket, sign, day) JOIN unmo.{rollup} r ON r.app_id = $1 AND r.grain = $6 "
-                      f"AND r.level = p.level AND r.bucket = p.bucket", " * p.sign", "")
-        # deltas are 15-minute buckets: width_bucket finds each one's local day among the day starts
-        pending = part("d", "width_bucket(d.bucket, $7::timestamptz[]) - 1",
-                       f"FROM unmo.{delta} d WHERE d.app_id = $1 AND d.bucket >= $8 AND d.bucket < $9", "",
-                       "::numeric")
-        outer_dims = "".join(f", {d}" for d in self.dims)
-        outer = ", ".join(f"sum({name}) AS {name}" for name in sums)
-        return (f"SELECT day, source{outer_dims}, currency, {outer} FROM ({rolled} UNION ALL {pending}) u "
-                f"GROUP BY day, source{outer_dims}, currency LIMIT {MAX_ROWS * 4 + 1}")
+async def catch_up(conn: asyncpg.Connection, app_id: int) -> None:
+    """Fold the app's records committed so far into the rollups (waiting for a fold of it under way):
+    a report reads every record whose batch was answered before the report started."""
+    await rollup.fold(conn, app_id, wait=True)
 
 
 async def _daily_rows(conn: asyncpg.Connection, app_id: int, plan: _Plan, where: str = "") -> list[asyncpg.Record]:
-    sums = {c: "{t}.revenue_micros{num}" if c == "revenue_micros" else f"{{t}}.{c}" for c in DAILY_COUNTERS}
-    records = await _fetch(conn, plan.sql("report_rollup", "report_delta", sums, where), *plan.args(app_id))
+    sums = {c: f"{{t}}.{c}" for c in DAILY_COUNTERS}
+    records = await _fetch(conn, plan.sql("report_rollup", sums, where), *plan.args(app_id))
     _check_rows(len(records), MAX_ROWS * 4)
     return records
 
@@ -283,6 +275,7 @@ async def _daily_rows(conn: asyncpg.Connection, app_id: int, plan: _Plan, where:
 async def daily(conn: asyncpg.Connection, app_id: int, p: ReportParams) -> Report:
     """Per local day and group: clicks, impressions, installs, ..., revenue per currency (docs/reports.md)."""
     plan = _Plan.make(p)
+    await catch_up(conn, app_id)
     nd = len(plan.dims)
     # record layout of _Plan.sql: day, source, dims..., currency, DAILY_COUNTERS...
     first = 3 + nd
@@ -331,6 +324,7 @@ async def cohorts(conn: asyncpg.Connection, app_id: int, p: ReportParams, *, now
     devices active that day (retained, retention) and the revenue through day N (docs/reports.md)."""
     now = now or dt.datetime.now(dt.UTC)
     plan = _Plan.make(p)
+    await catch_up(conn, app_id)
     dims = plan.dims
     nd = len(dims)
     # installs (new installs, as in the daily report) and, as its own row, what unattributed events brought
@@ -338,15 +332,15 @@ async def cohorts(conn: asyncpg.Connection, app_id: int, p: ReportParams, *, now
         " AND {t}.installs > 0"
     installs = await _daily_rows(conn, app_id, plan, keep)
     # day N's retained devices and the revenue through day N, per cohort group, summed in the database
-    sums = {"revenue_micros": "{t}.revenue_micros{num}"}
+    sums = {"revenue_micros": "{t}.revenue_micros"}
     for n in p.days:
         sums[f"retained_{n}"] = f"CASE WHEN {{t}}.day_n = {n} THEN {{t}}.retained ELSE 0 END"
-        sums[f"revenue_{n}"] = f"CASE WHEN {{t}}.day_n <= {n} THEN {{t}}.revenue_micros{{num}} ELSE 0 END"
+        sums[f"revenue_{n}"] = f"CASE WHEN {{t}}.day_n <= {n} THEN {{t}}.revenue_micros ELSE 0 END"
     # rows without a currency hold retention, needed at the asked days only: skipping the other days'
     # (most cohort rows) halves the work; the filter is per group and day N, so the day edges' signed
     # buckets keep matching
     days_sql = ",".join(map(str, p.days))
-    active = await _fetch(conn, plan.sql("cohort_rollup", "cohort_delta", sums,
+    active = await _fetch(conn, plan.sql("cohort_rollup", sums,
                                          f" AND ({{t}}.currency IS NOT NULL OR {{t}}.day_n IN ({days_sql}))"),
                           *plan.args(app_id))
     _check_rows(len(active), MAX_ROWS * 4)

@@ -1,37 +1,44 @@
-"""Report rollups, kept by the ingest path (docs/reports.md).
+"""Report rollups, kept off the write path (docs/reports.md).
 
-The writer calls :func:`apply` once per app and flush, inside the transaction
-that stores the records, right after the kernel decided them
-(unmo.ingest.writer): the rollups are exactly as durable as the records, and
-they are written once, by the process that commits the records (a catch-up
-replay of another process's records never touches them).
+The writer stores with each record the two things the reports need that the
+record's other columns do not hold (:func:`record_columns`, in the flush's
+binary COPY): ``install_ms``, the ts of the install an open or event inherits
+(cohorts), and ``ctit_rejected``, the campaigns of the touches an install
+skipped as CTIT anomalies (the daily report counts them under the touch's
+campaign).  Nothing else of the reports runs in the flush.
 
-A flush sums its records per 15-minute bucket and group in numpy and appends
-the sums to ``report_delta`` and ``cohort_delta`` with one binary COPY each
-(no index lookups, no row locks).  About every FOLD_EVERY_S seconds per app, a
-flush also folds the app's deltas into ``report_rollup`` and ``cohort_rollup``
-(quarters, hours and UTC days; see migrations/0002_reports.sql) in one
-set-based statement.  The app's ``app_log`` row is locked for the whole flush,
-so two processes never write the same app's rollups at once.
+:func:`fold` aggregates an app's records committed since its watermark
+(``unmo.report_watermark.seq``: every record with ``records.seq`` up to it is
+in the rollups) into ``report_rollup`` and ``cohort_rollup`` (quarters, hours
+and UTC days; see migrations/0002_reports.sql), with one set-based statement per
+table, and advances the watermark in the same transaction, holding the
+watermark row's lock: every record is counted exactly once, whichever process
+folds and whatever fails half way (a rolled-back fold leaves rollups and
+watermark as they were).  :class:`Folder` folds every app with new commits
+about every second in the background of each server process; a report folds
+its app's tail itself before it reads (unmo.reports.query), so it is always up
+to date.
 """
 
 from __future__ import annotations
 
-import time
-from typing import Any
+import asyncio
+import contextlib
+import json
+import logging
+from typing import NamedTuple
 
 import asyncpg
 import numpy as np
 
-from unmo.hashing import xxh64
-from unmo.ingest.batch import Batch, to_signed
+from unmo.config import REPORT_FOLD_S
 from unmo.kernel import AppKernel, Decisions
-from unmo.model import Kind, Outcome
-from unmo.pgcopy import ColType, encode
+from unmo.model import Kind
 
-QUARTER_MS = 15 * 60_000
-DAY_MS = 86_400_000
-FOLD_EVERY_S = 30.0
+log = logging.getLogger("unmo.reports")
+
+FOLD_MAX_COMMITS = 500     # commits of one app per background fold transaction (keeps transactions short)
+STOP_WAIT_S = 1.0          # what a stopping folder may wait for its fold to roll back
 
 # rollup ``source``: what the group columns mean
 SOURCE_CAMPAIGN = 0        # a touch's own campaign, or the campaign an install/open/event is attributed to
@@ -45,10 +52,7 @@ GRAIN_COLUMNS = {GRAIN_FULL: ("network", "campaign", "adset", "ad", "site", "pla
                  GRAIN_CAMPAIGN: ("network", "campaign", "adset", "platform")}
 LEVEL_QUARTER, LEVEL_HOUR, LEVEL_DAY = 0, 1, 2
 
-PLATFORMS: tuple[str | None, ...] = (None, "ios", "android")
 REJECT_CTIT = 1            # unmo.kernel.REASON_NAMES: 1 ctit_anomaly
-_GROUP_SEED = 0x7E_9087    # XXH64 seed of group keys (stored: never change it)
-_NONE = "\x00"             # stands for NULL in a group key (NUL never reaches a stored text)
 
 DAILY_COUNTERS = (
     "clicks", "impressions", "installs", "reattributions", "reinstalls", "organic_installs",
@@ -57,156 +61,106 @@ DAILY_COUNTERS = (
 COHORT_COUNTERS = ("opens", "events", "revenue_micros", "retained")
 LABEL_COLUMNS = ("network", "campaign", "adset", "ad", "site", "platform", "currency")
 
-Campaign = tuple[str | None, ...]
-_keys: dict[tuple[int, Campaign, str | None, str | None], tuple[int, int]] = {}
-_folded_at: dict[int, float] = {}   # app_id -> time.monotonic() this process last folded the app's deltas
+
+# --------------------------------------------------------------------------- write path
+def record_columns(state: AppKernel, kind: np.ndarray, d: Decisions) -> tuple[np.ndarray, list[str | None]]:
+    """``install_ms`` (int64, -1 for NULL) and ``ctit_rejected`` (jsonb text or None) of a decided batch,
+    row-aligned with it: what unmo.records stores for the reports (unmo.ingest.rows.encode_records)."""
+    assert d.inst is not None, "Decisions from AppKernel.decide"
+    # opens and events that inherit an install: its ts (a C loop over the column; -1 elsewhere)
+    slots = np.where((kind == Kind.OPEN) | (kind == Kind.EVENT), d.inst, -1)
+    install_ms = state.native.install_ts(np.ascontiguousarray(slots, dtype=np.int64))
+    ctit: list[str | None] = [None] * len(kind)
+    if d.rejected:
+        by_row: dict[int, list[int]] = {}
+        for row, ref, reason in d.rejected:
+            if reason == REJECT_CTIT and ref >= 0:
+                by_row.setdefault(row, []).append(ref)
+        for row, refs in by_row.items():
+            ctit[row] = json.dumps([state.campaigns[ref] for ref in refs])
+    return install_ms, ctit
 
 
-def _hash(parts: tuple[Any, ...]) -> int:
-    text = "\x1f".join(_NONE if v is None else str(v) for v in parts)
-    return to_signed(xxh64(text, _GROUP_SEED))
+# --------------------------------------------------------------------------- fold
+# A group's key: 64 bits of SHA-256 over its grain, source and values (unmo.report_key, migration 0003),
+# computed in the fold's statement; the campaign grain passes NULL for ad and site.
+_FULL_KEY = "unmo.report_key(0, source, network, campaign, adset, ad, site, platform, currency)"
+_CAMP_KEY = "unmo.report_key(1, source, network, campaign, adset, NULL, NULL, platform, currency)"
+_SOURCE = f"CASE WHEN network IS NOT NULL THEN {SOURCE_CAMPAIGN} WHEN outcome = 5 THEN {SOURCE_UNATTRIBUTED} " \
+          f"ELSE {SOURCE_ORGANIC} END"
+# revenue: events only, in the event's currency (USD when it named none), in exact integer millionths:
+# round() of float8 is round half to even, as Python's round(revenue * 1e6)
+_CURRENCY = "CASE WHEN kind = 5 AND revenue IS NOT NULL THEN coalesce(currency, 'USD') END"
+_MICROS = "CASE WHEN kind = 5 AND revenue IS NOT NULL THEN round(revenue * float8 '1000000')::bigint END"
+_TAIL = "FROM unmo.records WHERE app_id = $1 AND seq > $2 AND seq <= $3"
+_LABELS = "network, campaign, adset, ad, site, platform"
+
+# Daily: every record by the 15-minute bucket of its ts and its group, plus one ctit_rejected per touch an
+# install skipped as a CTIT anomaly, under the touch's campaign, the install's bucket and platform.
+_DAILY_INPUT = f"""
+t AS (SELECT date_bin('15 minutes', ts, timestamptz '2000-01-01 00:00+00') AS bucket, kind, outcome,
+             {_SOURCE} AS source, {_LABELS}, {_CURRENCY} AS currency, {_MICROS} AS micros, ctit_rejected
+      {_TAIL}),
+rows AS (  -- the records, and as kind 0 the CTIT-rejected touches
+    SELECT bucket, kind, outcome, source, {_LABELS}, currency, micros FROM t
+    UNION ALL
+    SELECT t.bucket, 0, 0, {SOURCE_CAMPAIGN}, e->>0, e->>1, e->>2, e->>3, e->>4, t.platform, NULL, NULL
+    FROM t CROSS JOIN LATERAL jsonb_array_elements(t.ctit_rejected) AS e WHERE t.ctit_rejected IS NOT NULL),
+moved AS (
+    SELECT $1::bigint AS app_id, bucket, {_FULL_KEY} AS group_key, {_CAMP_KEY} AS camp_key, source, {_LABELS},
+           currency,
+           count(*) FILTER (WHERE kind = 1) AS clicks,
+           count(*) FILTER (WHERE kind = 2) AS impressions,
+           count(*) FILTER (WHERE kind = 3 AND outcome IN (1, 2, 4)) AS installs,
+           count(*) FILTER (WHERE kind = 3 AND outcome = 4) AS reattributions,
+           count(*) FILTER (WHERE kind = 3 AND outcome = 3) AS reinstalls,
+           count(*) FILTER (WHERE kind = 3 AND outcome = 2) AS organic_installs,
+           count(*) FILTER (WHERE kind = 4) AS opens,
+           count(*) FILTER (WHERE kind = 5) AS events,
+           sum(micros) AS revenue_micros,
+           count(*) FILTER (WHERE kind = 0) AS ctit_rejected,
+           count(*) FILTER (WHERE kind IN (1, 2) AND outcome = 6) AS blocklisted
+    FROM rows GROUP BY bucket, source, {_LABELS}, currency)"""
+
+# Cohorts: opens and events that inherit an install, by the 15-minute bucket of the install's ts, their group
+# and day N (the N-th whole 24 h after the install; a record stamped before its install counts on day 0);
+# plus `retained`: the first record (in commit order) of a device on day N of its install counts it once,
+# in its group without currency, when report_active did not hold that device, install and day yet.
+_COHORT_INPUT = f"""
+c AS (SELECT device_key, install_ms, seq, ord, kind,
+             (greatest((extract(epoch FROM ts) * 1000)::bigint - install_ms, 0) / 86400000)::integer AS day_n,
+             to_timestamp((install_ms - install_ms % 900000) / 1000) AS bucket,
+             {_SOURCE} AS source, {_LABELS}, {_CURRENCY} AS currency, {_MICROS} AS micros
+      {_TAIL} AND kind IN (4, 5) AND install_ms IS NOT NULL),
+firsts AS (SELECT DISTINCT ON (device_key, install_ms, day_n) * FROM c
+           ORDER BY device_key, install_ms, day_n, seq, ord),
+active AS (INSERT INTO unmo.report_active (app_id, device_key, install_ms, day_n)
+           SELECT $1, device_key, install_ms, day_n FROM firsts
+           ON CONFLICT DO NOTHING RETURNING device_key, install_ms, day_n),
+rows AS (  -- the opens and events, and as kind 0 the devices counted retained
+    SELECT bucket, day_n, kind, source, {_LABELS}, currency, micros FROM c
+    UNION ALL
+    SELECT f.bucket, f.day_n, 0, f.source, f.network, f.campaign, f.adset, f.ad, f.site, f.platform, NULL, NULL
+    FROM firsts f JOIN active a USING (device_key, install_ms, day_n)),
+moved AS (
+    SELECT $1::bigint AS app_id, bucket, {_FULL_KEY} AS group_key, {_CAMP_KEY} AS camp_key, day_n, source,
+           {_LABELS}, currency, count(*) FILTER (WHERE kind = 4) AS opens, count(*) FILTER (WHERE kind = 5) AS events,
+           sum(micros) AS revenue_micros, count(*) FILTER (WHERE kind = 0) AS retained
+    FROM rows GROUP BY bucket, day_n, source, {_LABELS}, currency)"""
 
 
-def group_keys(source: int, campaign: Campaign, platform: str | None, currency: str | None) -> tuple[int, int]:
-    """The signed XXH64 of a group at the full and at the campaign grain: narrow primary-key columns."""
-    g = (source, campaign, platform, currency)
-    keys = _keys.get(g)
-    if keys is None:
-        keys = (_hash((GRAIN_FULL, source, *campaign, platform, currency)),
-                _hash((GRAIN_CAMPAIGN, source, campaign[0], campaign[1], campaign[2], platform, currency)))
-        if len(_keys) > 200_000:  # bounded: campaign names come from outsiders
-            _keys.clear()
-        _keys[g] = keys
-    return keys
-
-
-def micros(revenue: float) -> int:
-    """Revenue in millionths of the currency unit, rounded half to even: integers add up exactly in any
-    order (floats do not), and PostgreSQL's ``round(revenue * 1000000.0)`` on float8 gives the same."""
-    return round(revenue * 1e6)
-
-
-def _group_rows(cols: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """Distinct rows of int64 key columns: (first index of each distinct row, row -> distinct index).
-
-    One int64 composite key and one sort, instead of numpy's row-wise unique (several times slower)."""
-    n = len(cols[0])
-    key = np.zeros(n, dtype=np.int64)
-    size = 1
-    for col in cols:
-        uniq, code = np.unique(col, return_inverse=True)
-        size *= max(len(uniq), 1)
-        if size >= 1 << 62:  # cannot happen for one flush's columns; stay correct anyway
-            _, first, inverse = np.unique(np.stack(cols, axis=1), axis=0, return_index=True, return_inverse=True)
-            return first, inverse.reshape(-1)
-        key = key * len(uniq) + code.reshape(-1)
-    _, first, inverse = np.unique(key, return_index=True, return_inverse=True)
-    return first, inverse.reshape(-1)
-
-
-class _Sums:
-    """Contributions to a delta table: key columns and counters per row, summed per distinct key."""
-
-    def __init__(self, counters: tuple[str, ...]) -> None:
-        self.counters = counters
-        self.keys: list[np.ndarray] = []
-        self.values: list[np.ndarray] = []
-        self.revenue: list[tuple[int, int]] = []  # (contribution index, micros): exact Python integers
-        self.n = 0
-
-    def add(self, keys: np.ndarray, values: np.ndarray) -> int:
-        start = self.n
-        self.keys.append(keys)
-        self.values.append(values)
-        self.n += len(keys)
-        return start
-
-    def sum(self) -> tuple[np.ndarray, np.ndarray, list[str | None]]:
-        keys = np.concatenate(self.keys)
-        values = np.concatenate(self.values)
-        first, inverse = _group_rows([keys[:, j] for j in range(keys.shape[1])])
-        totals = np.zeros((len(first), values.shape[1]), dtype=np.int64)
-        for j in range(values.shape[1]):
-            totals[:, j] = np.bincount(inverse, weights=values[:, j], minlength=len(first)).astype(np.int64)
-        revenue: list[int | None] = [None] * len(first)
-        for pos, amount in self.revenue:
-            g = int(inverse[pos])
-            revenue[g] = (revenue[g] or 0) + amount
-        return keys[first], totals, [None if r is None else str(r) for r in revenue]
-
-
-_rows: dict[tuple[int, Campaign, int, str | None], tuple[Any, ...]] = {}
-
-
-def _copy_columns(state: AppKernel, groups: np.ndarray, currencies: list[str | None],
-                  ) -> list[tuple[int, Any, Any]]:
-    """bucket, group_key, camp_key[, day_n], source and the label columns of distinct groups
-    (group columns: quarter, source, camp, plat, cur[, day_n]); Python runs once per distinct label set,
-    not once per bucket, and that from a cache."""
-    first, inverse = _group_rows([groups[:, 1], groups[:, 2], groups[:, 3], groups[:, 4]])
-    empty: Campaign = (None,) * 5
-    infos = []
-    for source, ref, plat, cur in groups[first, 1:5].tolist():
-        campaign = state.campaigns[ref] if ref >= 0 else empty
-        key = (source, campaign, plat, currencies[cur])
-        info = _rows.get(key)
-        if info is None:
-            if len(_rows) > 200_000:  # bounded: campaign names come from outsiders
-                _rows.clear()
-            info = _rows[key] = (*group_keys(source, campaign, PLATFORMS[plat], currencies[cur]), *campaign,
-                                 PLATFORMS[plat], currencies[cur])
-        infos.append(info)
-    full, camp, *labels = zip(*infos, strict=True)  # one tuple per column
-    cols: list[tuple[int, Any, Any]] = [
-        (ColType.TIMESTAMPTZ_MS, np.ascontiguousarray(groups[:, 0] * QUARTER_MS), None),
-        (ColType.INT8, np.asarray(full, dtype=np.int64)[inverse], None),
-        (ColType.INT8, np.asarray(camp, dtype=np.int64)[inverse], None),
-    ]
-    if groups.shape[1] > 5:
-        cols.append((ColType.INT4, np.ascontiguousarray(groups[:, 5], dtype=np.int32), None))
-    cols.append((ColType.INT2, np.ascontiguousarray(groups[:, 1], dtype=np.int16), None))
-    for col in labels:
-        values = np.empty(len(col), dtype=object)
-        values[:] = col
-        cols.append((ColType.TEXT, values[inverse].tolist(), None))
-    return cols
-
-
-async def _copy(conn: asyncpg.Connection, table: str, columns: tuple[str, ...], app_id: int, state: AppKernel,
-                sums: _Sums, currencies: list[str | None]) -> None:
-    groups, totals, revenue = sums.sum()
-    n = len(groups)
-    cols = [(ColType.INT8, np.full(n, app_id, dtype=np.int64), None), *_copy_columns(state, groups, currencies)]
-    for j, name in enumerate(sums.counters):
-        cols.append((ColType.TEXT, revenue, None) if name == "revenue_micros"
-                    else (ColType.INT8, np.ascontiguousarray(totals[:, j]), None))
-    await conn.copy_to_table(table, schema_name="unmo", source=memoryview(encode(n, cols)), columns=list(columns),
-                             format="binary")
-
-
-_DELTA_COLUMNS = ("app_id", "bucket", "group_key", "camp_key", "source", *LABEL_COLUMNS, *DAILY_COUNTERS)
-_COHORT_DELTA_COLUMNS = ("app_id", "bucket", "group_key", "camp_key", "day_n", "source", *LABEL_COLUMNS,
-                         *COHORT_COUNTERS)
-_ACTIVE_SQL = (
-    "INSERT INTO unmo.report_active (app_id, device_key, install_ms, day_n) "
-    "SELECT $1, * FROM unnest($2::bigint[], $3::bigint[], $4::integer[]) "
-    "ON CONFLICT DO NOTHING RETURNING device_key, install_ms, day_n"
-)
-
-
-def _fold_sql(delta: str, rollup: str, counters: tuple[str, ...], extra_key: tuple[str, ...]) -> str:
-    """One statement: take the app's deltas out, sum them once per bucket and group, and add the sums to
-    the rollup at every level and grain (the coarser ones summed from the first sums, not the deltas)."""
+def _fold_sql(inputs: str, count_of: str, rollup: str, counters: tuple[str, ...], extra_key: tuple[str, ...]) -> str:
+    """One statement: ``inputs`` sums the tail once per bucket and group (``moved``, one row each); add the
+    sums to the rollup at every level and grain (the coarser ones summed from ``moved``, not the records)."""
     key = "".join(f", {k}" for k in extra_key)
-    first = ", ".join(f"coalesce(sum({c}::numeric), 0) AS {c}" if c == "revenue_micros" else f"sum({c}) AS {c}"
-                      for c in counters)
-    labels = ", ".join(f"min({c}) AS {c}" for c in LABEL_COLUMNS)
+    first = ", ".join(f"coalesce({c}, 0) AS {c}" if c == "revenue_micros" else c for c in counters)
+    labels = ", ".join(LABEL_COLUMNS)
     updates = ", ".join(f"{c} = r.{c} + excluded.{c}" for c in counters)
     columns = ", ".join(("app_id", "level", "bucket", "grain", "group_key", *extra_key, "source", *LABEL_COLUMNS,
                          *counters))
     conflict = ", ".join(("app_id", "grain", "level", "bucket", "group_key", *extra_key))
-    parts = [f"agg AS MATERIALIZED (SELECT app_id, bucket, group_key, camp_key{key}, min(source) AS source, "
-             f"{labels}, {first} FROM moved GROUP BY app_id, bucket, group_key, camp_key{key})"]
+    parts = [f"agg AS MATERIALIZED (SELECT app_id, bucket, group_key, camp_key{key}, source, {labels}, {first} "
+             f"FROM moved)"]
     sums = ", ".join(f"sum({c})" for c in counters)
     for name, level, grain, bucket, gkey in (
         ("q_full", LEVEL_QUARTER, GRAIN_FULL, "bucket", "group_key"),
@@ -226,134 +180,133 @@ def _fold_sql(delta: str, rollup: str, counters: tuple[str, ...], extra_key: tup
             f"FROM agg GROUP BY app_id, {bucket}, {gkey}{key} "
             # in bucket order: a report reads each bucket's rows from a few heap pages, not one page each
             f"ORDER BY 3 ON CONFLICT ({conflict}) DO UPDATE SET {updates})")
-    return (f"WITH moved AS (DELETE FROM unmo.{delta} WHERE app_id = $1 RETURNING *), " + ", ".join(parts)
-            + " SELECT count(*) FROM moved")
+    return f"WITH {inputs}, " + ", ".join(parts) + f" SELECT count(*) FROM {count_of}"
 
 
-FOLD_DAILY_SQL = _fold_sql("report_delta", "report_rollup", DAILY_COUNTERS, ())
-FOLD_COHORT_SQL = _fold_sql("cohort_delta", "cohort_rollup", COHORT_COUNTERS, ("day_n",))
+FOLD_DAILY_SQL = _fold_sql(_DAILY_INPUT, "t", "report_rollup", DAILY_COUNTERS, ())
+FOLD_COHORT_SQL = _fold_sql(_COHORT_INPUT, "c", "cohort_rollup", COHORT_COUNTERS, ("day_n",))
 
 
-async def fold(conn: asyncpg.Connection, app_id: int) -> int:
-    """Fold the app's deltas into the rollups (in the caller's transaction); returns the delta rows folded.
+_LOCK_WAIT = "SELECT seq FROM unmo.report_watermark WHERE app_id = $1 FOR UPDATE"
+# the row when it is free; whether it exists (locked by another transaction when it exists but was skipped)
+_LOCK_SKIP = ("SELECT (SELECT seq FROM unmo.report_watermark WHERE app_id = $1 FOR UPDATE SKIP LOCKED), "
+              "EXISTS (SELECT FROM unmo.report_watermark WHERE app_id = $1)")
 
-    Safe beside concurrent flushes: the DELETE takes only rows committed before it started, and a
-    concurrent fold of the same rows waits for this one and then finds them gone."""
-    # Hash the deltas by group instead of sorting them (the planner cannot know how many there are), and
+
+class Folded(NamedTuple):
+    commits: int    # app_log commits folded (the watermark moved by this much)
+    records: int    # records folded
+    behind: bool    # more commits were there than max_commits allowed
+
+
+async def fold(conn: asyncpg.Connection, app_id: int, *, wait: bool = True,
+               max_commits: int | None = None) -> Folded | None:
+    """Fold the app's records committed since its watermark into the rollups and advance the watermark, in
+    one transaction of its own, holding the watermark row's lock (``FOR UPDATE``).
+
+    ``wait=False`` skips an app whose watermark another transaction holds (returns None): background
+    folders of several processes never queue up behind each other.  ``max_commits`` bounds the commits
+    taken in one go."""
+    for _attempt in range(2):
+        async with conn.transaction():
+            if wait:
+                lo = await conn.fetchval(_LOCK_WAIT, app_id)
+            else:
+                lo, present = await conn.fetchrow(_LOCK_SKIP, app_id)
+                if lo is None and present:
+                    return None  # another transaction holds it
+            if lo is not None:
+                return await _fold_locked(conn, app_id, lo, max_commits)
+        # no row (unmo.apps.create_app makes it; migration 0003 for the apps before it): make it in a
+        # transaction of its own, committed at once, so that a concurrent maker waits for that only
+        await conn.execute("INSERT INTO unmo.report_watermark (app_id) VALUES ($1) ON CONFLICT DO NOTHING", app_id)
+    raise RuntimeError(f"app {app_id}: no report watermark row")
+
+
+async def _fold_locked(conn: asyncpg.Connection, app_id: int, lo: int, max_commits: int | None) -> Folded:
+    """The fold's work, in the caller's transaction, which holds the watermark row (at ``lo``)."""
+    # every record with seq <= the committed app_log.seq is committed (one transaction stores both), and
+    # the statements below, which start later, see them all
+    last = await conn.fetchval("SELECT seq FROM unmo.app_log WHERE app_id = $1", app_id)
+    if last is None or last <= lo:
+        return Folded(0, 0, False)
+    hi = last if max_commits is None else min(last, lo + max_commits)
+    # Hash the tail by group instead of sorting it (the planner cannot know how many rows there are), and
     # no JIT: disabling sorts adds 1e10 to the plan's cost, which would make PostgreSQL compile these
-    # short statements with LLVM every time (measured: 2 s of compiling for an empty fold; PostgreSQL
-    # docs, "When to JIT?").  For these two statements only: the flush's own run with the session's.
+    # short statements with LLVM every time (PostgreSQL docs, "When to JIT?").  LOCAL: this transaction.
     await conn.execute("SET LOCAL enable_sort = off; SET LOCAL jit = off; SET LOCAL work_mem = '64MB'")
-    try:
-        n = int(await conn.fetchval(FOLD_DAILY_SQL, app_id))
-        return n + int(await conn.fetchval(FOLD_COHORT_SQL, app_id))
-    finally:
-        await conn.execute("RESET enable_sort; RESET jit; RESET work_mem")
+    records = int(await conn.fetchval(FOLD_DAILY_SQL, app_id, lo, hi))
+    await conn.fetchval(FOLD_COHORT_SQL, app_id, lo, hi)
+    await conn.execute("UPDATE unmo.report_watermark SET seq = $2 WHERE app_id = $1", app_id, hi)
+    return Folded(hi - lo, records, hi < last)
 
 
-async def apply(conn: asyncpg.Connection, app_id: int, state: AppKernel, batch: Batch, d: Decisions) -> None:
-    """Add the flush's new records of one app to the report rollups (inside the flush's transaction)."""
-    assert d.camp is not None and d.inst is not None and d.inst_ms is not None, "Decisions from AppKernel.decide"
-    keep = d.dup == 0
-    if batch.n == 0 or not keep.any():
-        return
-    kind = np.asarray(batch.kind, dtype=np.int64)
-    ts = np.asarray(batch.ts, dtype=np.int64)
-    outcome = np.asarray(d.outcome, dtype=np.int64)
-    camp = np.asarray(d.camp, dtype=np.int64)
-    inst = np.asarray(d.inst, dtype=np.int64)
-    platform_names = np.asarray(batch.platform, dtype=object)
-    plat = np.zeros(batch.n, dtype=np.int64)
-    for code, name in enumerate(PLATFORMS):
-        if name is not None:
-            plat[platform_names == name] = code
-    source = np.where(camp >= 0, SOURCE_CAMPAIGN,
-                      np.where(outcome == Outcome.UNATTRIBUTED, SOURCE_UNATTRIBUTED, SOURCE_ORGANIC))
+# --------------------------------------------------------------------------- background
+class Folder:
+    """Folds every app with new commits, about every ``every_s`` seconds, on a connection of its own (never
+    one the ingest path waits for).  One per server process; ``stop`` returns within about STOP_WAIT_S: a
+    fold under way is cancelled and rolled back (the next pass, here or in another process, redoes it)."""
 
-    # revenue: events only; the row goes to its currency's group
-    currencies: list[str | None] = [None]
-    codes: dict[str, int] = {}
-    cur = np.zeros(batch.n, dtype=np.int64)
-    revenue_rows: list[tuple[int, int]] = []
-    for row in np.flatnonzero(keep & (kind == Kind.EVENT)).tolist():
-        value = batch.revenue[row]
-        if value is None:
-            continue
-        currency = batch.currency[row] or "USD"
-        if currency not in codes:
-            codes[currency] = len(currencies)
-            currencies.append(currency)
-        cur[row] = codes[currency]
-        revenue_rows.append((row, micros(value)))
+    def __init__(self, database_url: str, every_s: float = REPORT_FOLD_S) -> None:
+        self.database_url = database_url
+        self.every_s = every_s
+        self.passes = 0
+        self.folded_records = 0
+        self._conn: asyncpg.Connection | None = None
+        self._task: asyncio.Task[None] | None = None
 
-    # -- per day: every kept record, plus one contribution per CTIT-rejected touch
-    rows = np.flatnonzero(keep)
-    k, o = kind[rows], outcome[rows]
-    is_install = k == Kind.INSTALL
-    new_install = is_install & ((o == Outcome.ATTRIBUTED) | (o == Outcome.ORGANIC) | (o == Outcome.REATTRIBUTED))
-    touch = (k == Kind.CLICK) | (k == Kind.IMPRESSION)
-    zero = np.zeros(len(rows), dtype=bool)
-    values = np.stack([
-        k == Kind.CLICK, k == Kind.IMPRESSION, new_install, is_install & (o == Outcome.REATTRIBUTED),
-        is_install & (o == Outcome.REINSTALL), is_install & (o == Outcome.ORGANIC), k == Kind.OPEN,
-        k == Kind.EVENT, zero, zero, touch & (o == Outcome.IP_BLOCKLIST),
-    ], axis=1).astype(np.int64)
-    daily = _Sums(DAILY_COUNTERS)
-    daily.add(np.stack([ts[rows] // QUARTER_MS, source[rows], camp[rows], plat[rows], cur[rows]], axis=1), values)
-    position = np.full(batch.n, -1, dtype=np.int64)
-    position[rows] = np.arange(len(rows))
-    daily.revenue = [(int(position[row]), amount) for row, amount in revenue_rows]
-    ctit = [(row, c) for row, c, reason in d.rejected if reason == REJECT_CTIT and c >= 0]
-    if ctit:
-        r = np.array([row for row, _ in ctit], dtype=np.int64)
-        extra = np.zeros((len(ctit), len(DAILY_COUNTERS)), dtype=np.int64)
-        extra[:, DAILY_COUNTERS.index("ctit_rejected")] = 1
-        daily.add(np.stack([ts[r] // QUARTER_MS, np.zeros(len(r), dtype=np.int64),
-                            np.array([c for _, c in ctit], dtype=np.int64), plat[r], np.zeros(len(r), dtype=np.int64)],
-                           axis=1), extra)
-    await _copy(conn, "report_delta", _DELTA_COLUMNS, app_id, state, daily, currencies)
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="unmo-report-folder")
 
-    # -- cohorts: opens and events that inherit an install, by that install's bucket and day after it
-    crow = np.flatnonzero(keep & ((kind == Kind.OPEN) | (kind == Kind.EVENT)) & (inst >= 0))
-    if len(crow):
-        await _cohorts(conn, app_id, state, batch, crow, kind, ts, d.inst_ms, source, camp, plat, cur,
-                       revenue_rows, currencies)
-    now = time.monotonic()
-    if now - _folded_at.get(app_id, 0.0) >= FOLD_EVERY_S:
-        await fold(conn, app_id)
-        _folded_at[app_id] = now
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            await asyncio.wait({task}, timeout=STOP_WAIT_S)
+        conn, self._conn = self._conn, None
+        if conn is not None and not conn.is_closed():
+            conn.terminate()  # the server rolls back whatever the connection had under way
+        if task is not None and not task.done():
+            await asyncio.wait({task}, timeout=STOP_WAIT_S)
 
+    async def _run(self) -> None:
+        try:
+            while True:
+                await asyncio.sleep(self.every_s)
+                try:
+                    await self.run_once()
+                except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
+                    # the database is down or the connection broke: reconnect on the next pass
+                    log.warning("report fold failed: %s", exc.__class__.__name__)
+                    await self._drop()
+        finally:
+            await self._drop()
 
-async def _cohorts(conn: asyncpg.Connection, app_id: int, state: AppKernel, batch: Batch, crow: np.ndarray,
-                   kind: np.ndarray, ts: np.ndarray, inst_ms: np.ndarray, source: np.ndarray, camp: np.ndarray,
-                   plat: np.ndarray, cur: np.ndarray, revenue_rows: list[tuple[int, int]],
-                   currencies: list[str | None]) -> None:
-    install_ms = inst_ms[crow]
-    # day N = the N-th whole 24 h after the install (AppsFlyer's and Adjust's cohort days); a record
-    # stamped before its install (device clock) counts on day 0
-    day_n = np.maximum((ts[crow] - install_ms) // DAY_MS, 0)
-    ckeys = np.stack([install_ms // QUARTER_MS, source[crow], camp[crow], plat[crow], cur[crow], day_n], axis=1)
-    cohort = _Sums(COHORT_COUNTERS)
-    cvalues = np.zeros((len(crow), len(COHORT_COUNTERS)), dtype=np.int64)
-    cvalues[:, 0] = kind[crow] == Kind.OPEN
-    cvalues[:, 1] = kind[crow] == Kind.EVENT
-    cohort.add(ckeys, cvalues)
-    cpos = np.full(batch.n, -1, dtype=np.int64)
-    cpos[crow] = np.arange(len(crow))
-    cohort.revenue = [(int(cpos[row]), amount) for row, amount in revenue_rows if cpos[row] >= 0]
+    async def _drop(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None and not conn.is_closed():
+            with contextlib.suppress(Exception):
+                conn.terminate()
 
-    # retained: the first record of a device on day N of its install counts it, once across all flushes
-    device = np.asarray(batch.device_key, dtype=np.int64)[crow]
-    first, _ = _group_rows([device, install_ms, day_n])
-    seen_dev, seen_ms, seen_day = device[first], install_ms[first], day_n[first]
-    inserted = await conn.fetch(_ACTIVE_SQL, app_id, seen_dev.tolist(), seen_ms.tolist(), seen_day.tolist())
-    if inserted:
-        new = {(r[0], r[1], r[2]) for r in inserted}
-        hit = [i for i, key in enumerate(zip(seen_dev.tolist(), seen_ms.tolist(), seen_day.tolist(), strict=True))
-               if key in new]
-        rk = ckeys[first[hit]].copy()
-        rk[:, 4] = 0  # retention is counted on the group's row without currency
-        rvalues = np.zeros((len(hit), len(COHORT_COUNTERS)), dtype=np.int64)
-        rvalues[:, 3] = 1
-        cohort.add(rk, rvalues)
-    await _copy(conn, "cohort_delta", _COHORT_DELTA_COLUMNS, app_id, state, cohort, currencies)
+    async def run_once(self) -> int:
+        """One pass over the apps with unfolded commits; returns the records folded."""
+        if self._conn is None or self._conn.is_closed():
+            self._conn = await asyncpg.connect(self.database_url, timeout=5.0,
+                                               server_settings={"application_name": "unmo-report-folder"})
+        conn = self._conn
+        apps = await conn.fetch(
+            "SELECT l.app_id FROM unmo.app_log l LEFT JOIN unmo.report_watermark w USING (app_id) "
+            "WHERE l.seq > coalesce(w.seq, 0) ORDER BY l.app_id")
+        total = 0
+        for (app_id,) in apps:
+            while True:
+                done = await fold(conn, app_id, wait=False, max_commits=FOLD_MAX_COMMITS)
+                if done is None:
+                    break  # another process is folding it
+                total += done.records
+                if not done.behind:
+                    break
+        self.passes += 1
+        self.folded_records += total
+        return total
+

@@ -29,6 +29,7 @@ from unmo.ingest.stats import StatsRecorder
 from unmo.ingest.writer import RESULT_COLUMNS, Writer, stored_result
 from unmo.kernel import signed_hashes
 from unmo.reports.http import cohort_report, daily_report
+from unmo.reports.rollup import Folder
 from unmo.server.auth import SDK, SECRET, AuthError, KeyCache
 from unmo.server.metrics import Metrics
 from unmo.server.openapi import openapi_document
@@ -75,6 +76,7 @@ class Ingest:
         self.writer: Writer | None = None
         self.keys: KeyCache | None = None
         self.stats: StatsRecorder | None = None
+        self.folder: Folder | None = None
         self.rates = RateLimiter(self.limits.default_app_rate)
         self._bg: list[asyncio.Task[None]] = []
         self.db_size_at = 0.0
@@ -96,6 +98,9 @@ class Ingest:
         await self.keys.start()
         self.stats = StatsRecorder(self.pool, f"{self.settings.host}:{self.settings.port}")
         await self.stats.start()
+        if self.settings.report_fold_s > 0:  # reports (docs/reports.md): rollups kept off the write path
+            self.folder = Folder(self.database_url, self.settings.report_fold_s)
+            self.folder.start()
         async with self.pool.acquire() as conn:
             self._load_rates(await load_settings(conn))
         self._bg.append(asyncio.create_task(self._settings_loop(), name="unmo-settings"))
@@ -106,6 +111,8 @@ class Ingest:
     async def shutdown(self) -> None:
         for t in self._bg:
             t.cancel()
+        if self.folder is not None:  # first: a fold under way is rolled back, never waited for
+            await self.folder.stop()
         if self.writer is not None:
             await self.writer.close()
         if self.stats is not None:
