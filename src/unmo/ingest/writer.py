@@ -123,7 +123,12 @@ _LOCK_AND_ADVANCE = (
     "ORDER BY app_id FOR UPDATE) l WHERE a.app_id = l.app_id RETURNING a.app_id, a.seq - 1 AS seq"
 )
 
-# After another process wrote an app, its flushes are decided under the lock (not ahead) this long.
+# An app's flushes are decided ahead only once this process has found, this many flushes in a row, that
+# nobody else had written the app since its own last commit; after another process wrote it, they are
+# decided under the lock for CONTENDED_S at least.  A flush decided ahead that finds another process's
+# commit stores nothing and costs a rebuild of the app's state from the database, so two processes
+# sharing an app (--workers, replicas without affinity) must not keep trying.
+EXCLUSIVE_FLUSHES = 3
 CONTENDED_S = 30.0
 
 
@@ -235,6 +240,7 @@ class Writer:
         self._probe_task: asyncio.Task[None] | None = None
         self.last_flush_ms = 0.0
         self._contended: dict[int, float] = {}  # app_id -> time.monotonic() until which it is
+        self._exclusive: dict[int, int] = {}  # app_id -> flushes in a row that found no other writer
 
     # -- lifecycle ------------------------------------------------------
     async def start(self, warm: bool = True) -> None:
@@ -449,8 +455,8 @@ class Writer:
         """Every app of the flush has a state that this process alone has been writing lately."""
         now = time.monotonic()
         for s in subs:
-            state = self.states.get(s.app_id)
-            if state is None or self._contended.get(s.app_id, 0.0) > now:
+            if (s.app_id not in self.states or self._contended.get(s.app_id, 0.0) > now
+                    or self._exclusive.get(s.app_id, 0) < EXCLUSIVE_FLUSHES):
                 return False
         return True
 
@@ -530,6 +536,7 @@ class Writer:
                     if self.states.get(app_id) is not w.state or w.seq != seq:
                         # an earlier flush failed, or another process wrote the app: decide again
                         self._contended[app_id] = time.monotonic() + CONTENDED_S
+                        self._exclusive[app_id] = 0
                         raise _Conflict(app_id)
                 else:
                     state = await self._state_for(conn, app_id, seqs[app_id])
@@ -563,10 +570,14 @@ class Writer:
             if app_id not in self.settings:
                 await self.refresh_settings(conn)
             state = await self.warm(conn, app_id, seq_db)
+            self._exclusive[app_id] = 0
         elif state.seq < seq_db:
             # another process wrote the app: its flushes are decided under the lock for a while
             self._contended[app_id] = time.monotonic() + CONTENDED_S
+            self._exclusive[app_id] = 0
             await self.catch_up(conn, state, app_id, seq_db)
+        else:
+            self._exclusive[app_id] = self._exclusive.get(app_id, 0) + 1
         return state
 
     async def _decide(
