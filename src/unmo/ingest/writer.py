@@ -5,18 +5,27 @@ task per process takes everything queued (up to ``flush_max_records``, or what
 came within ``flush_delay_ms``) and commits it in one transaction:
 
 1. lock the ``app_log`` rows of the apps in the flush (``FOR UPDATE``, in app
-   order), so that only one process decides for an app at a time;
+   order) and advance their ``seq``, in one statement, so that only one process
+   decides for an app at a time;
 2. bring each app's in-memory kernel state up to the locked ``seq``: replay
    what other processes committed since (``records.seq > state.seq``);
 3. look up in the database the installs of devices the state does not hold
    (older than the windows kept in memory), then run the kernel: dedup and
    attribution decided exactly as one process would;
-4. one binary COPY of all new records, the install results, ``seq + 1``;
+4. one binary COPY of all new records, one of the install results;
 5. COMMIT, and only then answer every request of the flush.
 
 A failed flush rolls back everything: nothing of those requests is stored, they
 are answered 503 (``Retry-After``), and the apps' states are dropped and rebuilt
 from the database on next use.  See docs/architecture.md.
+
+That is a flush decided under its locks.  Once this process has found that it
+alone writes an app, the app's flushes are decided *ahead*: steps 2-3 and the
+COPY encoding run while the previous flush's records are copied, before the
+locks; the transaction (run by the writer's own thread and connection) then
+only checks that the state is still the one decided on and that ``app_log.seq``
+did not move, copies and commits.  When either changed, the flush stores
+nothing and is decided again under its locks (``Writer._run``).
 """
 
 from __future__ import annotations
