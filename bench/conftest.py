@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from tests.support import ROOT, ServerProcess, TestDatabase
+from tests.support import ROOT, ServerProcess, TestDatabase, fresh_database
 
 from unmo.load.driver import LoadResult
 from unmo.load.workload import new_run_id
@@ -81,12 +81,8 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
 
 @pytest.fixture(scope="session")
 def database() -> Iterator[TestDatabase]:
-    db = TestDatabase()
-    db.create()
-    try:
+    with fresh_database() as db:
         yield db
-    finally:
-        db.drop()
 
 
 @pytest.fixture(scope="session")

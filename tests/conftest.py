@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.support import ServerProcess, TestDatabase
+from tests.support import ServerProcess, TestDatabase, fresh_database
 
 
 def pytest_report_header(config: pytest.Config) -> str:
@@ -18,12 +18,8 @@ def pytest_report_header(config: pytest.Config) -> str:
 
 @pytest.fixture(scope="session")
 def database() -> Iterator[TestDatabase]:
-    db = TestDatabase()
-    db.create()
-    try:
+    with fresh_database() as db:
         yield db
-    finally:
-        db.drop()
 
 
 @pytest.fixture(scope="session")

@@ -8,6 +8,7 @@ session works in a database of its own, created fresh and dropped at the end.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import socket
@@ -15,7 +16,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -119,6 +120,17 @@ class TestDatabase:
         from unmo.apps import create_app
 
         return self.call(lambda conn: create_app(conn, name or f"app-{uuid.uuid4().hex[:10]}", platform))  # type: ignore[no-any-return]
+
+
+@contextlib.contextmanager
+def fresh_database() -> Iterator[TestDatabase]:
+    """A database of its own for the block (the tests' and the benchmarks' ``database`` fixtures)."""
+    db = TestDatabase()
+    db.create()
+    try:
+        yield db
+    finally:
+        db.drop()
 
 
 class ServerProcess:

@@ -24,7 +24,7 @@ import pytest
 from tests.reports import data
 from tests.reports.conftest import get_report
 from tests.reports.test_daily import keyed
-from tests.support import ServerProcess, TestDatabase
+from tests.support import ServerProcess, TestDatabase, fresh_database
 from unmo.reports import rollup
 
 FOLDER_OFF = {"UNMO_REPORT_FOLD_S": "0"}
@@ -33,12 +33,8 @@ GROUP_BY = ("network", "campaign", "platform")
 
 @pytest.fixture(scope="module")
 def database() -> Iterator[TestDatabase]:
-    db = TestDatabase()
-    db.create()
-    try:
+    with fresh_database() as db:
         yield db
-    finally:
-        db.drop()
 
 
 def _window() -> tuple[str, str]:
