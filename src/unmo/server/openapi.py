@@ -15,6 +15,13 @@ _ERROR = {"type": "object", "required": ["error"], "properties": {"error": {"typ
 _STR = {"type": ["string", "null"]}
 
 
+def _result(desc: str, id_field: str, result_props: dict[str, Any]) -> dict[str, Any]:
+    """An install's attribution result (GET /v1/installs/{id}, GET /v1/attribution): its id, ts and result."""
+    properties = {id_field: {"type": "string"}, "install_ts": {"type": "string"}, **result_props}
+    return {"description": desc,
+            "content": {"application/json": {"schema": {"type": "object", "properties": properties}}}}
+
+
 def _err(desc: str, retry: bool = False) -> dict[str, Any]:
     out: dict[str, Any] = {
         "description": desc,
@@ -198,21 +205,7 @@ def openapi_document() -> dict[str, Any]:
                         {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}
                     ],
                     "responses": {
-                        "200": {
-                            "description": "the result",
-                            "content": {
-                                "application/json": {
-                                    "schema": {
-                                        "type": "object",
-                                        "properties": {
-                                            "id": {"type": "string"},
-                                            "install_ts": {"type": "string"},
-                                            **result_props,
-                                        },
-                                    }
-                                }
-                            },
-                        },
+                        "200": _result("the result", "id", result_props),
                         "401": _err("missing or unknown key"),
                         "403": _err("an sdk key"),
                         "404": _err("no such install"),
@@ -228,21 +221,7 @@ def openapi_document() -> dict[str, Any]:
                         {"name": "device", "in": "query", "required": True, "schema": {"type": "string"}}
                     ],
                     "responses": {
-                        "200": {
-                            "description": "the device's install and its attribution",
-                            "content": {
-                                "application/json": {
-                                    "schema": {
-                                        "type": "object",
-                                        "properties": {
-                                            "install_id": {"type": "string"},
-                                            "install_ts": {"type": "string"},
-                                            **result_props,
-                                        },
-                                    }
-                                }
-                            },
-                        },
+                        "200": _result("the device's install and its attribution", "install_id", result_props),
                         "400": _err("no usable identifier"),
                         "401": _err("missing or unknown key"),
                         "404": _err("no install known for the device"),
