@@ -28,7 +28,7 @@ ENV VIRTUAL_ENV=/opt/unmo \
 RUN python -m venv "$VIRTUAL_ENV"
 ENV PATH="$VIRTUAL_ENV/bin:$PATH"
 WORKDIR /build
-COPY pyproject.toml setup.py README.md ./
+COPY pyproject.toml setup.py README.md LICENSE ./
 COPY src ./src
 # pip builds the extension in an isolated environment with the build requirements
 # pyproject.toml pins (Cython, numpy, setuptools) and installs the pinned dependencies.

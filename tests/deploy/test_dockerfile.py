@@ -67,7 +67,7 @@ def test_dockerfile_shape() -> None:
 def test_build_context_is_what_dockerignore_lets_through() -> None:
     ignore = DockerIgnore((ROOT / ".dockerignore").read_text())
     files = ignore.context_files(ROOT)
-    assert {"pyproject.toml", "setup.py", "README.md", "src/native/_native.pyx", "src/unmo/cli.py",
+    assert {"pyproject.toml", "setup.py", "README.md", "LICENSE", "src/native/_native.pyx", "src/unmo/cli.py",
             "src/unmo/migrations/0001_core.sql"} <= set(files)
     for rel in files:
         assert not rel.startswith((".git/", ".venv/", ".unmo", "build/", "tests/", "test-artifacts/")), rel
