@@ -65,6 +65,7 @@ def tuples(b: Batch) -> list[tuple[Any, ...]]:
             b.ip[i], b.ua[i], b.platform[i], b.os[i], b.os_version[i], b.model[i],
             *[b.campaign[f][i] for f in CAMPAIGN_FIELDS], b.referrer[i], b.name[i], b.revenue[i], b.currency[i],
             b.properties[i], (b.fp[i] - (1 << 64) if b.fp[i] >= (1 << 63) else b.fp[i]) or None, 0,
+            None, None,  # the reports' install_ms and ctit_rejected: NULL, as encode_records writes them here
         ))
     return out
 
