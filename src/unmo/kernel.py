@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import ipaddress
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -52,12 +53,19 @@ class Decisions:
 
     dup: np.ndarray        # uint8
     outcome: np.ndarray    # int16 Outcome
-    campaign: list[Campaign | None]   # touches: own; installs/opens/events: attributed source
     results: dict[int, dict[str, Any]]  # install row -> result (without index/id)
     # The native columns behind ``campaign`` and ``results``, for the report rollups (unmo.reports.rollup):
     camp: np.ndarray | None = None     # int32 refs into AppKernel.campaigns, -1: none
     inst: np.ndarray | None = None     # int64 primary install slot (installs; opens/events: the one inherited)
     rejected: list[tuple[int, int, int]] = field(default_factory=list)  # (install row, touch campaign ref, reason)
+    campaigns: list[Campaign] = field(default_factory=list)  # AppKernel.campaigns (append-only: refs stay valid)
+
+    @cached_property
+    def campaign(self) -> list[Campaign | None]:
+        """Each row's campaign: touches their own; installs, opens and events their attributed source.
+        Made on first use (the writer reads ``camp`` through AppKernel.campaign_table instead)."""
+        assert self.camp is not None
+        return [self.campaigns[c] if c >= 0 else None for c in self.camp.tolist()]
 
 
 class AppKernel:
@@ -169,10 +177,9 @@ class AppKernel:
         kinds = a["kind"]
         for row in np.flatnonzero((kinds == Kind.INSTALL) & (dup == 0)).tolist():
             results[row] = self.result(int(inst[row]), int(outcome[row]), rejections.get(row, []))
-        campaigns = [self.campaigns[c] if c >= 0 else None for c in camp.tolist()]
         self._trimmed = False
-        return Decisions(dup, outcome, campaigns, results, camp, inst,
-                         [(row, c, reason) for row, _id, _ts, _kind, c, reason in rejected])
+        return Decisions(dup, outcome, results, camp, inst,
+                         [(row, c, reason) for row, _id, _ts, _kind, c, reason in rejected], self.campaigns)
 
     def order_base(self) -> int:
         """Decision order of the next batch's first record: ``(app_log.seq << 32) | ord`` as the

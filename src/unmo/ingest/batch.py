@@ -202,8 +202,8 @@ class Batch:
         if cached is not None and len(cached["kind"]) == self.n:
             return cached
         parts: list[dict[str, np.ndarray]] | None = self.__dict__.pop("_parts", None)
-        if parts is not None and sum(len(p["kind"]) for p in parts) == self.n:
-            cached = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]} if parts else _empty_arrays()
+        if parts and sum(len(p["kind"]) for p in parts) == self.n:
+            cached = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
             self.__dict__["_arrays"] = cached
             return cached
         cached = {
@@ -219,12 +219,6 @@ class Batch:
         }
         self.__dict__["_arrays"] = cached
         return cached
-
-
-def _empty_arrays() -> dict[str, np.ndarray]:
-    return {"kind": np.empty(0, np.uint8), "ts": np.empty(0, np.int64), "id_h1": np.empty(0, np.uint64),
-            "id_h2": np.empty(0, np.uint64), "dev": np.empty((0, 5), np.uint64), "fp": np.empty(0, np.uint64),
-            "ref_h1": np.empty(0, np.uint64), "ref_h2": np.empty(0, np.uint64), "device_key": np.empty(0, np.int64)}
 
 
 @dataclass

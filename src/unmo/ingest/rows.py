@@ -84,13 +84,10 @@ def encode_records(
     rev_null = np.fromiter((v is None for v in b.revenue), dtype=np.uint8, count=n)
     rev = np.fromiter((v or 0.0 for v in b.revenue), dtype=np.float64, count=n)
     fp = a["fp"].view(np.int64)
-    camp_cols: list[list[str | None]] = [[], [], [], [], []]
     if isinstance(campaign, np.ndarray):
         camp_cols = [campaign[:, j].tolist() for j in range(5)]
     else:
-        for c in campaign:
-            for j in range(5):
-                camp_cols[j].append(c[j] if c is not None else None)
+        camp_cols = [[c[j] if c is not None else None for c in campaign] for j in range(5)]
     columns: list[tuple[int, Any, Any]] = [
         (INT8, a["device_key"], None),
         (INT8, np.full(n, app_id, dtype=np.int64), None),
