@@ -63,6 +63,16 @@ def _assert_exact(server: Any, database: Any, app: dict[str, Any]) -> None:
                 assert day["revenue"] == want[key]["days"][n]["revenue"], (key, n)
 
 
+def _assert_folded_once(server: Any, database: Any, app: dict[str, Any], folded: int) -> None:
+    """The folds counted every stored record once, the watermark reached the app's seq, and the reports
+    equal a recomputation."""
+    stored = database.fetchval("SELECT count(*) FROM unmo.records WHERE app_id = $1", app["app_id"])
+    assert folded == stored
+    watermark, seq, _rows = _state(database, app["app_id"])
+    assert watermark == seq
+    _assert_exact(server, database, app)
+
+
 def _state(database: Any, app_id: int) -> tuple[int, int, int]:
     """(watermark, app_log.seq, rollup rows) of an app."""
     row = database.fetch(
@@ -119,11 +129,8 @@ def test_a_fold_killed_half_way_is_redone_exactly_once(database):
                         c.terminate()
 
         rerun = database.call(lambda _conn: go())
-        stored = database.fetchval("SELECT count(*) FROM unmo.records WHERE app_id = $1", app["app_id"])
-        assert rerun is not None and rerun.records == stored
-        watermark, seq, _rows = _state(database, app["app_id"])
-        assert watermark == seq
-        _assert_exact(srv, database, app)
+        assert rerun is not None
+        _assert_folded_once(srv, database, app, rerun.records)
 
 
 def test_a_rolled_back_fold_leaves_nothing(database):
@@ -179,11 +186,7 @@ def test_two_folders_racing_on_one_app_count_every_record_once(database):
         assert skipped is None and skip_s < 2.0
         assert done_a is not None and done_c is not None
         assert done_a.records > 0 and done_c.records > 0
-        stored = database.fetchval("SELECT count(*) FROM unmo.records WHERE app_id = $1", app["app_id"])
-        assert done_a.records + done_c.records == stored
-        watermark, seq, _rows = _state(database, app["app_id"])
-        assert watermark == seq
-        _assert_exact(srv, database, app)
+        _assert_folded_once(srv, database, app, done_a.records + done_c.records)
 
 
 def test_a_report_right_after_ingest_sees_everything_without_the_folder(database):

@@ -25,6 +25,7 @@ from prometheus_client import (
 
 # Batch latency buckets, ms; the tracker's per-minute histogram uses the same edges.
 LATENCY_BUCKETS_MS = (1, 2, 5, 10, 20, 35, 50, 85, 100, 150, 250, 500, 1000, 2500, 5000)
+LATENCY_BUCKETS_S = tuple(b / 1000 for b in LATENCY_BUCKETS_MS)  # the histograms' (Prometheus: seconds)
 
 
 class Metrics:
@@ -51,13 +52,13 @@ class Metrics:
         self.batch_seconds = Histogram(
             "unmo_batch_seconds",
             "POST /v1/batch latency, receipt to answer",
-            buckets=[b / 1000 for b in LATENCY_BUCKETS_MS],
+            buckets=LATENCY_BUCKETS_S,
             registry=reg,
         )
         self.commit_seconds = Histogram(
             "unmo_commit_seconds",
             "Group commit latency (one flush)",
-            buckets=[b / 1000 for b in LATENCY_BUCKETS_MS],
+            buckets=LATENCY_BUCKETS_S,
             registry=reg,
         )
         self.queue_depth = Gauge(
@@ -86,7 +87,7 @@ class Metrics:
         self.gc_seconds = Histogram(
             "unmo_gc_full_seconds",
             "Duration of the periodic full garbage collection (unmo.server.app.tune_gc)",
-            buckets=[b / 1000 for b in LATENCY_BUCKETS_MS],
+            buckets=LATENCY_BUCKETS_S,
             registry=reg,
         )
         self.shed = Counter("unmo_shed_requests", "Requests answered 503 or 429", ["reason"], registry=reg)
