@@ -58,13 +58,14 @@ def tuples(b: Batch) -> list[tuple[Any, ...]]:
     """One tuple per row, the way a pipeline without a columnar encoder feeds asyncpg."""
     now = dt.datetime.now(dt.UTC)
     out = []
+    key, kind, ts, fp = (b.device_key.tolist(), b.kind.tolist(), b.ts.tolist(), b.fp.view(np.int64).tolist())
     for i in range(b.n):
         out.append((
-            b.device_key[i], 1, now, 1, i, b.kind[i], b.record_id[i],
-            dt.datetime.fromtimestamp(b.ts[i] / 1000, dt.UTC), *[b.ids[f][i] for f in DEVICE_ID_FIELDS],
+            key[i], 1, now, 1, i, kind[i], b.record_id[i],
+            dt.datetime.fromtimestamp(ts[i] / 1000, dt.UTC), *[b.ids[f][i] for f in DEVICE_ID_FIELDS],
             b.ip[i], b.ua[i], b.platform[i], b.os[i], b.os_version[i], b.model[i],
             *[b.campaign[f][i] for f in CAMPAIGN_FIELDS], b.referrer[i], b.name[i], b.revenue[i], b.currency[i],
-            b.properties[i], (b.fp[i] - (1 << 64) if b.fp[i] >= (1 << 63) else b.fp[i]) or None, 0,
+            b.properties[i], fp[i] or None, 0,
             None, None,  # the reports' install_ms and ctit_rejected: NULL, as encode_records writes them here
         ))
     return out

@@ -236,9 +236,9 @@ def build_columns(list records, list index, list raws, bint msgpack, int64_t ske
     positions in the request, ``raws`` their raw bytes.  ``helpers`` gives
     parse_ua(ua), referrer_click_id(referrer), has_nul(record) -> path and
     props_from_msgpack(raw) -> JSON text or None.  Returns ``(columns, errors, arrays)``:
-    columns is a dict of lists keyed like unmo.ingest.batch.Batch's fields,
-    errors a list of ``(index, code, record)``, arrays the numeric columns as
-    Batch.arrays() gives them.
+    columns is a dict of the text columns' lists keyed like unmo.ingest.batch.Batch's
+    fields, errors a list of ``(index, code, record)``, arrays the numeric columns
+    as Batch.arrays() gives them.
     """
     cdef Py_ssize_t i, n = len(records), j, plen
     cdef object rec, dev, camp, rid, v, ip, props, rev, cur, ua, typ, ts_obj, parsed, praw, name, dip
@@ -255,15 +255,13 @@ def build_columns(list records, list index, list raws, bint msgpack, int64_t ske
 
     parse_ua, click_id_of, has_nul, props_from_msgpack = helpers
 
-    out_index = []; out_kind = []; out_ts = []; out_rid = []; out_h1 = []; out_h2 = []
-    out_dev = []; out_key = []; out_ip = []; out_packed = []; out_ua = []; out_platform = []
-    out_os = []; out_osv = []; out_model = []; out_ref = []; out_r1 = []; out_r2 = []
-    out_name = []; out_rev = []; out_cur = []; out_props = []; out_fp = []
+    out_index = []; out_rid = []; out_ip = []; out_packed = []; out_ua = []; out_platform = []
+    out_os = []; out_osv = []; out_model = []; out_ref = []; out_name = []; out_rev = []; out_cur = []
+    out_props = []
     out_ids = {f: [] for f in _DEVICE_FIELDS}
     out_camp = {f: [] for f in _CAMPAIGN_FIELDS}
     errors = []
-    # the numeric columns the kernel reads, filled in place (Batch.arrays() would otherwise build them
-    # from the lists above, element by element)
+    # the numeric columns, filled in place (no Python int a value)
     a_kind = np.empty(n, dtype=np.uint8); a_ts = np.empty(n, dtype=np.int64)
     a_h1 = np.empty(n, dtype=np.uint64); a_h2 = np.empty(n, dtype=np.uint64)
     a_dev = np.empty((n, 5), dtype=np.uint64); a_fp = np.empty(n, dtype=np.uint64)
@@ -392,18 +390,12 @@ def build_columns(list records, list index, list raws, bint msgpack, int64_t ske
                     first = hashes[j]
             else:
                 hashes[j] = 0
-        out_dev.append((hashes[0], hashes[1], hashes[2], hashes[3], hashes[4]))
         for j in range(5):
             m_dev[g, j] = hashes[j]
         hh = first if first != 0 else ((h1 ^ h2) if (h1 ^ h2) != 0 else 1)
-        out_key.append(<int64_t>hh)
         m_key[g] = <int64_t>hh
         out_index.append(index[i])
-        out_kind.append(kind)
-        out_ts.append(ts)
         out_rid.append(rid)
-        out_h1.append(h1)
-        out_h2.append(h2)
         out_ip.append(ip)
         out_packed.append(packed_b)
         if dev is not None:
@@ -432,8 +424,6 @@ def build_columns(list records, list index, list raws, bint msgpack, int64_t ske
             if v is not None:
                 r1 = hash_str(v, 0)
                 r2 = hash_str(v, _ID_SEED_2)
-        out_r1.append(r1)
-        out_r2.append(r2)
         m_r1[g] = r1
         m_r2[g] = r2
         out_name.append(name)
@@ -446,7 +436,6 @@ def build_columns(list records, list index, list raws, bint msgpack, int64_t ske
             fp = _fingerprint(&_FPBUF, ip, ua, dos, dosv, dmodel, parse_ua)
         else:
             fp = 0
-        out_fp.append(fp)
         m_fp[g] = fp
         m_kind[g] = <uint8_t>kind
         m_ts[g] = ts
@@ -455,13 +444,35 @@ def build_columns(list records, list index, list raws, bint msgpack, int64_t ske
         g += 1
 
     columns = {
-        "index": out_index, "kind": out_kind, "ts": out_ts, "record_id": out_rid, "id_h1": out_h1,
-        "id_h2": out_h2, "dev": out_dev, "device_key": out_key, "ids": out_ids, "ip": out_ip,
-        "ip_packed": out_packed, "ua": out_ua, "platform": out_platform, "os": out_os,
-        "os_version": out_osv, "model": out_model, "campaign": out_camp, "referrer": out_ref,
-        "ref_h1": out_r1, "ref_h2": out_r2, "name": out_name, "revenue": out_rev, "currency": out_cur,
-        "properties": out_props, "fp": out_fp,
+        "index": out_index, "record_id": out_rid, "ids": out_ids, "ip": out_ip, "ip_packed": out_packed,
+        "ua": out_ua, "platform": out_platform, "os": out_os, "os_version": out_osv, "model": out_model,
+        "campaign": out_camp, "referrer": out_ref, "name": out_name, "revenue": out_rev, "currency": out_cur,
+        "properties": out_props,
     }
     arrays = {"kind": a_kind[:g], "ts": a_ts[:g], "id_h1": a_h1[:g], "id_h2": a_h2[:g], "dev": a_dev[:g],
               "fp": a_fp[:g], "ref_h1": a_r1[:g], "ref_h2": a_r2[:g], "device_key": a_key[:g]}
     return columns, errors, arrays
+
+
+def campaign_refs(const uint8_t[::1] kind, list c0, list c1, list c2, list c3, list c4, dict refs,
+                  list campaigns):
+    """int32 column of campaign refs: each touch's (network, campaign, adset, ad, site) interned in ``refs``
+    (tuple -> index into ``campaigns``, both grown here), -1 for non-touches and touches without a network
+    (unmo.kernel.AppKernel.campaign_ref, one tuple lookup a touch instead of a Python loop)."""
+    cdef Py_ssize_t i, n = kind.shape[0]
+    cdef object key, got
+    out = np.full(n, -1, dtype=np.int32)
+    cdef int32_t[::1] o = out
+    for i in range(n):
+        if kind[i] > KIND_IMPRESSION:
+            continue
+        if c0[i] is None:
+            continue
+        key = (c0[i], c1[i], c2[i], c3[i], c4[i])
+        got = refs.get(key)
+        if got is None:
+            got = len(campaigns)
+            campaigns.append(key)
+            refs[key] = got
+        o[i] = <int32_t>got
+    return out

@@ -113,3 +113,13 @@ def build_columns(
     max_props: int,
     helpers: tuple[Any, Any, Any, Any],
 ) -> tuple[dict[str, Any], list[tuple[int, int, Any]], dict[str, Any]]: ...
+def campaign_refs(
+    kind: npt.NDArray[np.uint8],
+    c0: list[str | None],
+    c1: list[str | None],
+    c2: list[str | None],
+    c3: list[str | None],
+    c4: list[str | None],
+    refs: dict[tuple[str | None, str | None, str | None, str | None, str | None], int],
+    campaigns: list[tuple[str | None, str | None, str | None, str | None, str | None]],
+) -> npt.NDArray[np.int32]: ...

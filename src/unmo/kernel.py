@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from unmo._native import Kernel
+from unmo._native import Kernel, campaign_refs
 from unmo.apps import AppSettings
 from unmo.ingest.batch import Batch, to_signed
 from unmo.model import CAMPAIGN_FIELDS, Kind, Outcome
@@ -116,17 +116,9 @@ class AppKernel:
         return ref
 
     def _campaign_column(self, batch: Batch) -> np.ndarray:
-        c0, c1, c2, c3, c4 = (batch.campaign[f] for f in CAMPAIGN_FIELDS)
-        refs = np.full(batch.n, -1, dtype=np.int32)
-        touches = np.flatnonzero(batch.arrays()["kind"] <= Kind.IMPRESSION).tolist()
-        known = self._campaign_refs.get
-        got = []
-        for i in touches:
-            key = (c0[i], c1[i], c2[i], c3[i], c4[i])
-            ref = known(key)
-            got.append(ref if ref is not None else self.campaign_ref(key))
-        refs[touches] = got
-        return refs
+        c = batch.campaign
+        return campaign_refs(batch.arrays()["kind"], c["network"], c["campaign"], c["adset"], c["ad"], c["site"],
+                             self._campaign_refs, self.campaigns)
 
     def campaign_table(self) -> np.ndarray:
         """AppKernel.campaigns as an object array (n + 1, 5), its last row all None: ``table[refs]`` gives
@@ -143,7 +135,7 @@ class AppKernel:
         out = np.zeros(batch.n, dtype=np.uint8)
         if not self._networks:
             return out
-        for i, (k, ip) in enumerate(zip(batch.kind, batch.ip, strict=True)):
+        for i, (k, ip) in enumerate(zip(batch.kind.tolist(), batch.ip, strict=True)):
             if k <= Kind.IMPRESSION and ip is not None:
                 addr = ipaddress.ip_address(ip)
                 if any(addr in net for net in self._networks if net.version == addr.version):

@@ -5,10 +5,12 @@ import datetime as dt
 import hypothesis
 import hypothesis.strategies as st
 import msgspec
+import numpy as np
 import pytest
 
 from unmo.config import Limits
 from unmo.ingest.batch import (
+    NUMERIC_COLUMNS,
     Batch,
     canonical_ip,
     decode_body,
@@ -16,6 +18,7 @@ from unmo.ingest.batch import (
     id_hashes,
     normalize_device_id,
     referrer_click_id,
+    to_signed,
 )
 from unmo.ingest.body import BodyError, LimitError
 from unmo.ingest.fingerprint import fingerprint_hash, fingerprint_parts
@@ -53,12 +56,14 @@ def test_good_records_become_columns_in_order():
     b = d.batch
     assert d.errors == []
     assert b.n == 3 and b.index == [0, 1, 2]
-    assert b.kind == [Kind.CLICK, Kind.INSTALL, Kind.EVENT]
+    assert b.kind.tolist() == [Kind.CLICK, Kind.INSTALL, Kind.EVENT] and b.kind.dtype == np.uint8
     assert b.ids["idfa"][0] == "abcd-1"
     assert b.ts[1] == int(dt.datetime(2026, 11, 17, 23, 0, 0, 250000, tzinfo=dt.UTC).timestamp() * 1000)
     assert b.currency[2] == "USD"  # Segment's default currency when revenue comes without one
     assert b.dev[0][0] == device_hash("idfa", "abcd-1")
     assert (b.id_h1[0], b.id_h2[0]) == id_hashes("a")
+    assert b.dev.shape == (3, 5) and b.dev[1].tolist() == [0, device_hash("gaid", "g"), 0, 0, 0]
+    assert b.device_key[1] == to_signed(device_hash("gaid", "g"))  # the first id of the device
 
 
 def test_bad_record_is_reported_by_index_and_the_good_ones_stay():
@@ -124,14 +129,14 @@ def test_long_value_is_cut_in_the_message():
 def test_sent_at_corrects_clock_skew():
     # the device clock runs 1 hour fast: ts and sent_at are both an hour ahead
     d = decode([click(ts=NOW + 3_600_000 - 5_000)], sent_at=NOW + 3_600_000)
-    assert d.batch.ts == [NOW - 5_000]
+    assert d.batch.ts.tolist() == [NOW - 5_000]
     d = decode([click(ts=NOW)], sent_at="2026-11-18T00:00:00Z")
     assert d.sent_at_ms is not None and d.batch.ts[0] == NOW + (NOW - d.sent_at_ms)
 
 
 def test_future_limit_applies_after_skew_correction():
     d = decode([click(ts=NOW + 30 * 3_600_000)], sent_at=NOW + 10 * 3_600_000)
-    assert d.errors == [] and d.batch.ts == [NOW + 20 * 3_600_000]
+    assert d.errors == [] and d.batch.ts.tolist() == [NOW + 20 * 3_600_000]
 
 
 def test_msgpack_decodes_the_same():
@@ -139,7 +144,7 @@ def test_msgpack_decodes_the_same():
                                                   "properties": {"level": 3}}]
     j, m = decode(recs), decode(recs, msgpack=True)
     assert j.batch.record_id == m.batch.record_id
-    assert j.batch.dev == m.batch.dev
+    assert j.batch.dev.tolist() == m.batch.dev.tolist()
     assert m.batch.properties[1] == '{"level":3}'
 
 
@@ -193,7 +198,7 @@ def test_native_fingerprints_equal_the_python_definition():
         fingerprint_hash(fingerprint_parts("203.0.113.9", ua_android, " Android ", "14", "X1")),
         fingerprint_hash(fingerprint_parts("2001:db8::7", ua_iphone)),
     ]
-    assert d.batch.fp == expected
+    assert d.batch.fp.tolist() == expected
     assert fingerprint_parts("203.0.113.9", ua_android, " Android ", "14", "X1") == ("203.0.113.9", "android",
                                                                                      "14.0", "x1")
     assert fingerprint_parts("203.0.113.9", ua_iphone)[1:] == ("ios", "17.1", "iphone")
@@ -205,14 +210,7 @@ def test_ip_canonical_forms():
     assert canonical_ip("nope") is None
 
 
-def _arrays_from_lists(b):
-    """Batch.arrays() as made from the list columns, without the arrays decode_body filled in place."""
-    plain = Batch(**{f: getattr(b, f) for f in ("n", "index", "kind", "ts", "record_id", "id_h1", "id_h2", "dev",
-                                                "fp", "ref_h1", "ref_h2", "device_key")})
-    return plain.arrays()
-
-
-def test_arrays_filled_by_decode_equal_the_list_columns_also_after_extend():
+def test_numeric_columns_hold_the_good_records_only_also_after_extend():
     from unmo.load.workload import Workload, build_templates
 
     bodies = [t.render(1) for t in build_templates(Workload(batch_size=300, templates=3), "arr-", seed=3, now_ms=NOW)]
@@ -222,18 +220,29 @@ def test_arrays_filled_by_decode_equal_the_list_columns_also_after_extend():
     bodies[1] = msgspec.json.encode(bad)
     decoded = [decode_body(b, msgpack=False, received_ms=NOW, limits=LIMITS).batch for b in bodies]
     assert [b.n for b in decoded] == [300, 299, 300]
+    second = decoded[1]
+    assert second.index == [i for i in range(300) if i != 7]
+    want_ids = [r["id"] for i, r in enumerate(bad["batch"]) if i != 7]
+    assert second.record_id == want_ids
+    assert [tuple(h) for h in zip(second.id_h1.tolist(), second.id_h2.tolist(), strict=True)] == [
+        id_hashes(r) for r in want_ids]
+    assert second.ts.tolist() == [r["ts"] for i, r in enumerate(bad["batch"]) if i != 7]
     for b in decoded:
-        made, want = b.arrays(), _arrays_from_lists(b)
-        assert made.keys() == want.keys()
-        for k in want:
-            assert made[k].dtype == want[k].dtype and (made[k] == want[k]).all(), k
+        a = b.arrays()
+        assert set(a) == set(NUMERIC_COLUMNS)
+        for k, t in NUMERIC_COLUMNS.items():
+            assert a[k].dtype == t and len(a[k]) == b.n, k
     merged = Batch()
     for b in decoded:
         merged.extend(b)
-    assert "_parts" in merged.__dict__  # joined from the parts, not rebuilt from the lists
-    made, want = merged.arrays(), _arrays_from_lists(merged)
-    for k in want:
-        assert made[k].shape == want[k].shape and (made[k] == want[k]).all(), k
+    assert merged.n == 899 and len(merged.parts) == 3
+    made = merged.arrays()
+    assert len(merged.parts) == 1  # joined once, then kept
+    for k in NUMERIC_COLUMNS:
+        want = np.concatenate([b.arrays()[k] for b in decoded])
+        assert made[k].shape == want.shape and (made[k] == want).all(), k
+    assert merged.record_id == [r for b in decoded for r in b.record_id]
+    assert Batch().arrays()["dev"].shape == (0, 5)
 
 
 def _click_id_by_parse_qsl(referrer):

@@ -96,7 +96,7 @@ class KernelEngine:
         seq = self.app.seq + 1
         rank = {row: k for k, row in enumerate(sorted(range(batch.n), key=lambda r: (batch.ts[r], r)))}
         for row in sorted(d.results, key=rank.__getitem__):
-            stored = self._install_row(batch.dev[row], batch.ts[row], d.results[row])
+            stored = self._install_row(tuple(batch.dev[row].tolist()), int(batch.ts[row]), d.results[row])
             stored.update(seq=seq, ord=rank[row])
             for h in _unsigned(stored["device_hashes"]):
                 self.stored.setdefault(h, []).append(stored)

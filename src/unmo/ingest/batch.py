@@ -142,19 +142,31 @@ def canonical_ip(text: str) -> tuple[str, bytes] | None:
     return None
 
 
+# The numeric columns: numpy arrays only (the kernel, the COPY encoder and the writer read them as arrays;
+# a Python int per value and record was a tenth of the decode).  dev holds the 5 device-id hashes a row.
+NUMERIC_COLUMNS: dict[str, type] = {
+    "kind": np.uint8, "ts": np.int64, "id_h1": np.uint64, "id_h2": np.uint64, "dev": np.uint64,
+    "fp": np.uint64, "ref_h1": np.uint64, "ref_h2": np.uint64, "device_key": np.int64,
+}
+
+
+def empty_arrays(n: int = 0) -> dict[str, np.ndarray]:
+    """Numeric columns of ``n`` rows, zero-filled."""
+    return {k: np.zeros((n, 5) if k == "dev" else n, dtype=t) for k, t in NUMERIC_COLUMNS.items()}
+
+
 @dataclass
 class Batch:
-    """Good records of one or more requests, as columns, in arrival order."""
+    """Good records of one or more requests, as columns, in arrival order.
+
+    Text columns are lists (one str or None a row); the numeric ones are numpy arrays, kept as the parts
+    of the requests merged into this batch and joined on first use (``arrays()``, or the attributes
+    ``kind``, ``ts``, ``id_h1``, ``id_h2``, ``dev``, ``fp``, ``ref_h1``, ``ref_h2``, ``device_key``).
+    """
 
     n: int = 0
     index: list[int] = field(default_factory=list)  # position in its request's batch
-    kind: list[int] = field(default_factory=list)
-    ts: list[int] = field(default_factory=list)  # ms, clock-skew corrected
     record_id: list[str] = field(default_factory=list)
-    id_h1: list[int] = field(default_factory=list)
-    id_h2: list[int] = field(default_factory=list)
-    dev: list[tuple[int, int, int, int, int]] = field(default_factory=list)
-    device_key: list[int] = field(default_factory=list)
     ids: dict[str, list[str | None]] = field(default_factory=lambda: {f: [] for f in DEVICE_ID_FIELDS})
     ip: list[str | None] = field(default_factory=list)
     ip_packed: list[bytes | None] = field(default_factory=list)
@@ -165,24 +177,15 @@ class Batch:
     model: list[str | None] = field(default_factory=list)
     campaign: dict[str, list[str | None]] = field(default_factory=lambda: {f: [] for f in CAMPAIGN_FIELDS})
     referrer: list[str | None] = field(default_factory=list)
-    ref_h1: list[int] = field(default_factory=list)
-    ref_h2: list[int] = field(default_factory=list)
     name: list[str | None] = field(default_factory=list)
     revenue: list[float | None] = field(default_factory=list)
     currency: list[str | None] = field(default_factory=list)
     properties: list[str | None] = field(default_factory=list)
-    fp: list[int] = field(default_factory=list)
+    # numeric columns, in parts of rows that add up to n (ts is ms, clock-skew corrected)
+    parts: list[dict[str, np.ndarray]] = field(default_factory=list, repr=False)
 
     def extend(self, other: Batch) -> None:
         """Append another batch's rows (the writer merges the requests of one app in a flush)."""
-        # the numeric arrays of both, when made already, are joined rather than made again
-        parts = self.__dict__.pop("_parts", None)
-        if parts is None:
-            mine = self.__dict__.get("_arrays")
-            parts = [] if self.n == 0 else [mine] if mine is not None and len(mine["kind"]) == self.n else None
-        made = other.__dict__.get("_arrays")
-        if parts is not None and made is not None and len(made["kind"]) == other.n:
-            self.__dict__["_parts"] = [*parts, made]
         for f in fields(self):
             if f.name == "n":
                 continue
@@ -193,32 +196,25 @@ class Batch:
             else:
                 mine.extend(theirs)
         self.n += other.n
-        self.__dict__.pop("_arrays", None)
 
     def arrays(self) -> dict[str, np.ndarray]:
-        """The numeric columns the kernel and the COPY read (made once; a Batch is not changed after it is
-        read)."""
-        cached: dict[str, np.ndarray] | None = self.__dict__.get("_arrays")
-        if cached is not None and len(cached["kind"]) == self.n:
-            return cached
-        parts: list[dict[str, np.ndarray]] | None = self.__dict__.pop("_parts", None)
-        if parts and sum(len(p["kind"]) for p in parts) == self.n:
-            cached = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
-            self.__dict__["_arrays"] = cached
-            return cached
-        cached = {
-            "kind": np.asarray(self.kind, dtype=np.uint8),
-            "ts": np.asarray(self.ts, dtype=np.int64),
-            "id_h1": np.asarray(self.id_h1, dtype=np.uint64),
-            "id_h2": np.asarray(self.id_h2, dtype=np.uint64),
-            "dev": np.asarray(self.dev, dtype=np.uint64).reshape(self.n, 5),
-            "fp": np.asarray(self.fp, dtype=np.uint64),
-            "ref_h1": np.asarray(self.ref_h1, dtype=np.uint64),
-            "ref_h2": np.asarray(self.ref_h2, dtype=np.uint64),
-            "device_key": np.asarray(self.device_key, dtype=np.int64),
-        }
-        self.__dict__["_arrays"] = cached
-        return cached
+        """The numeric columns (joined once; a Batch is not changed after it is read)."""
+        if len(self.parts) == 1:
+            return self.parts[0]
+        joined = empty_arrays() if not self.parts else {
+            k: np.concatenate([p[k] for p in self.parts]) for k in NUMERIC_COLUMNS}
+        self.parts[:] = [joined]
+        return joined
+
+    kind = property(lambda self: self.arrays()["kind"], doc="records.kind codes (uint8)")
+    ts = property(lambda self: self.arrays()["ts"], doc="event time, epoch ms, skew corrected (int64)")
+    id_h1 = property(lambda self: self.arrays()["id_h1"], doc="record id hash, first half (uint64)")
+    id_h2 = property(lambda self: self.arrays()["id_h2"], doc="record id hash, second half (uint64)")
+    dev = property(lambda self: self.arrays()["dev"], doc="device-id hashes, (n, 5) uint64, 0 = absent")
+    fp = property(lambda self: self.arrays()["fp"], doc="fingerprint hash, 0 = none (uint64)")
+    ref_h1 = property(lambda self: self.arrays()["ref_h1"], doc="referrer click id hash, first half (uint64)")
+    ref_h2 = property(lambda self: self.arrays()["ref_h2"], doc="referrer click id hash, second half (uint64)")
+    device_key = property(lambda self: self.arrays()["device_key"], doc="partition key of the device (int64)")
 
 
 @dataclass
@@ -385,6 +381,5 @@ def decode_body(body: bytes, *, msgpack: bool, received_ms: int, limits: Limits)
         errors.append({"index": i, "id": rec.id, "error": _semantic_error(i, code, rec, msgpack)})
     if bad:
         errors.sort(key=lambda e: e["index"])
-    b = Batch(n=len(columns["index"]), **columns)
-    b.__dict__["_arrays"] = arrays
+    b = Batch(n=len(columns["index"]), **columns, parts=[arrays])
     return Decoded(b, errors, received_ms, sent_at_ms)

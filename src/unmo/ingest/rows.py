@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from unmo.hashing import hash_strings
-from unmo.ingest.batch import DEVICE_SEEDS, ID_SEED_1, ID_SEED_2, Batch, to_signed
+from unmo.ingest.batch import DEVICE_SEEDS, ID_SEED_1, ID_SEED_2, Batch, empty_arrays
 from unmo.model import CAMPAIGN_FIELDS, DEVICE_ID_FIELDS, ZERO_ID
 from unmo.pgcopy import ColType, encode
 
@@ -133,27 +133,27 @@ def batch_from_rows(rows: list[Any]) -> tuple[Batch, np.ndarray, np.ndarray]:
     b.n = n
     rids = [r["record_id"] for r in rows]
     b.record_id = rids
-    b.id_h1 = hash_strings(rids, ID_SEED_1).tolist()
-    b.id_h2 = hash_strings(rids, ID_SEED_2).tolist()
-    dev_cols = []
-    for f in DEVICE_ID_FIELDS:
+    a = empty_arrays(n)
+    a["id_h1"][:] = hash_strings(rids, ID_SEED_1)
+    a["id_h2"][:] = hash_strings(rids, ID_SEED_2)
+    for j, f in enumerate(DEVICE_ID_FIELDS):
         # stored ids are normalised already (lower case, trimmed); the all-zero id is kept as sent
         col = [v if v != ZERO_ID else None for v in (r[f] for r in rows)]
         b.ids[f] = col
-        dev_cols.append(hash_strings(col, DEVICE_SEEDS[f]).tolist())
-    b.dev = list(zip(*dev_cols, strict=True)) if n else []
-    b.kind = [r["kind"] for r in rows]
-    b.ts = [(r["ts"] - EPOCH) // _MS for r in rows]
-    b.fp = [(fp or 0) & 0xFFFFFFFFFFFFFFFF for fp in (r["fp"] for r in rows)]
-    b.ref_h1 = [0] * n
-    b.ref_h2 = [0] * n
+        a["dev"][:, j] = hash_strings(col, DEVICE_SEEDS[f])
+    a["kind"][:] = np.fromiter((r["kind"] for r in rows), dtype=np.uint8, count=n)
+    a["ts"][:] = np.fromiter(((r["ts"] - EPOCH) // _MS for r in rows), dtype=np.int64, count=n)
+    a["fp"][:] = np.fromiter(((fp or 0) & 0xFFFFFFFFFFFFFFFF for fp in (r["fp"] for r in rows)),
+                             dtype=np.uint64, count=n)
     for f in CAMPAIGN_FIELDS:
         b.campaign[f] = [r[f] for r in rows]
     received = np.fromiter(((r["received_at"] - EPOCH) // _MS for r in rows), dtype=np.int64, count=n)
     stored = np.fromiter((r["outcome"] for r in rows), dtype=np.int16, count=n)
-    # columns the replay does not read
+    # columns the replay does not read (ref_h1/ref_h2 stay 0)
     b.index = list(range(n))
-    b.device_key = [to_signed(h[0] or 1) for h in b.dev]
+    first = a["dev"][:, 0]
+    a["device_key"][:] = np.where(first == 0, np.uint64(1), first).view(np.int64)
+    b.parts = [a]
     for name in ("ip", "ip_packed", "ua", "platform", "os", "os_version", "model", "referrer", "name",
                  "revenue", "currency", "properties"):
         setattr(b, name, [None] * n)

@@ -632,17 +632,18 @@ class Writer:
                 ctit_rejected=ctit_rejected,
             )
         install_rows = []
+        dev, device_key, ts = batch.dev, batch.device_key, batch.ts
         for row, res in d.results.items():
-            hashes = [h for h in batch.dev[row] if h]
+            hashes = [h for h in dev[row].tolist() if h]
             install_rows.append(
                 (
-                    batch.device_key[row],
+                    int(device_key[row]),
                     app_id,
                     batch.record_id[row],
                     _ts(int(received[row])),
                     seq,
                     int(ord_[row]),
-                    _ts(batch.ts[row]),
+                    _ts(int(ts[row])),
                     signed_hashes(hashes),
                     res["status"],
                     res["touch"],
@@ -694,7 +695,7 @@ class Writer:
     ) -> dict[int, dict[str, Any]]:
         """Results of every install row; a duplicate carries its original's result."""
         results = dict(d.results)
-        dup_rows = [r for r in np.flatnonzero(d.dup).tolist() if batch.kind[r] == Kind.INSTALL]
+        dup_rows = np.flatnonzero((d.dup != 0) & (batch.kind == Kind.INSTALL)).tolist()
         if not dup_rows:
             return results
         by_id = {batch.record_id[r]: res for r, res in d.results.items()}
