@@ -1,7 +1,8 @@
 """COPY encoding: unmo's native binary encoder against asyncpg's tuple path, alone and into PostgreSQL.
 
-``encode_records`` (unmo._native.encode_copy underneath) writes the binary COPY
-stream straight from the batch columns.  The naive way builds a Python tuple
+``encode_records`` (unmo._native.encode_flush underneath) writes the binary COPY
+stream from the batch columns: the columns the flush decides, then each row's own
+columns as decode_body encoded them (its share is timed with the decode).  The naive way builds a Python tuple
 per row and hands them to asyncpg's ``copy_records_to_table``, which encodes
 them in its own Cython codecs.  Both go into a scratch table shaped like
 unmo.records (same columns and indexes), one transaction per COPY.
@@ -42,31 +43,34 @@ def batches() -> dict[int, Batch]:
     return {n: batch_of(n) for n in SIZES}
 
 
-def campaigns(b: Batch) -> list[tuple[str | None, ...] | None]:
-    """The per-row campaign column the kernel hands the writer (built outside the timing)."""
-    return [tuple(b.campaign[f][i] for f in CAMPAIGN_FIELDS) if b.campaign["network"][i] else None
-            for i in range(b.n)]
+def campaigns(b: Batch) -> tuple[np.ndarray, list[tuple[str | None, ...]]]:
+    """The campaign refs and table the kernel hands the writer (each row's own campaign; built outside the
+    timing)."""
+    table = [tuple(b.campaign[f][i] for f in CAMPAIGN_FIELDS) for i in range(b.n)]
+    return np.array([i if b.campaign["network"][i] else -1 for i in range(b.n)], dtype=np.int32), table
 
 
-def encode(b: Batch, campaign: list[tuple[str | None, ...] | None]) -> tuple[bytes, int]:
+def encode(b: Batch, campaign: tuple[np.ndarray, list[tuple[str | None, ...]]]) -> tuple[bytes, int]:
+    """The flush's half of the native COPY encoding: the decided columns plus a copy of each row's segment,
+    which decode_body encoded with the rest of the request (its cost is in bench/test_decode.py)."""
+    camp, table = campaign
     return encode_records(b, app_id=1, seq=1, keep=np.ones(b.n, dtype=bool), ord_=np.arange(b.n, dtype=np.int32),
                           received=np.full(b.n, int(time.time() * 1000), dtype=np.int64),
-                          outcome=np.zeros(b.n, dtype=np.int16), campaign=campaign)
+                          outcome=np.zeros(b.n, dtype=np.int16), camp=camp, campaigns=table)
 
 
 def tuples(b: Batch) -> list[tuple[Any, ...]]:
-    """One tuple per row, the way a pipeline without a columnar encoder feeds asyncpg."""
+    """One tuple per row (RECORD_COLUMNS order), the way a pipeline without a columnar encoder feeds asyncpg."""
     now = dt.datetime.now(dt.UTC)
     out = []
     key, kind, ts, fp = (b.device_key.tolist(), b.kind.tolist(), b.ts.tolist(), b.fp.view(np.int64).tolist())
     for i in range(b.n):
         out.append((
-            key[i], 1, now, 1, i, kind[i], b.record_id[i],
-            dt.datetime.fromtimestamp(ts[i] / 1000, dt.UTC), *[b.ids[f][i] for f in DEVICE_ID_FIELDS],
-            b.ip[i], b.ua[i], b.platform[i], b.os[i], b.os_version[i], b.model[i],
-            *[b.campaign[f][i] for f in CAMPAIGN_FIELDS], b.referrer[i], b.name[i], b.revenue[i], b.currency[i],
-            b.properties[i], fp[i] or None, 0,
+            key[i], 1, now, 1, i, 0, *[b.campaign[f][i] for f in CAMPAIGN_FIELDS],
             None, None,  # the reports' install_ms and ctit_rejected: NULL, as encode_records writes them here
+            kind[i], b.record_id[i], dt.datetime.fromtimestamp(ts[i] / 1000, dt.UTC),
+            *[b.ids[f][i] for f in DEVICE_ID_FIELDS], b.ip[i], b.ua[i], b.platform[i], b.os[i], b.os_version[i],
+            b.model[i], b.referrer[i], b.name[i], b.revenue[i], b.currency[i], b.properties[i], fp[i] or None,
         ))
     return out
 

@@ -39,13 +39,13 @@ def _request(body: bytes, kernel: AppKernel | None, now: int) -> int:
     ord_[order] = np.arange(b.n, dtype=np.int32)
     if kernel is not None:
         d = kernel.decide(b, received)
-        keep, outcome, campaign = d.dup == 0, d.outcome, d.campaign
+        keep, outcome, camp, campaigns = d.dup == 0, d.outcome, d.camp, d.campaigns
     else:
         keep = np.ones(b.n, dtype=bool)
         outcome = np.zeros(b.n, dtype=np.int16)
-        campaign = [None] * b.n
+        camp, campaigns = np.full(b.n, -1, dtype=np.int32), []
     stream, rows = encode_records(b, app_id=1, seq=1, keep=keep, ord_=ord_, received=received, outcome=outcome,
-                                  campaign=campaign)
+                                  camp=camp, campaigns=campaigns)
     assert stream.startswith(b"PGCOPY\n")
     return rows
 

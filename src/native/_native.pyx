@@ -8,7 +8,7 @@ cimport cython
 from cpython.bytes cimport PyBytes_AsString, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.unicode cimport PyUnicode_AsUTF8AndSize, PyUnicode_DecodeUTF8, PyUnicode_DecodeASCII
 from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_SIMPLE
-from cpython.ref cimport PyObject
+from cpython.ref cimport PyObject, Py_INCREF, Py_XDECREF
 from libc.stdint cimport int16_t, int32_t, int64_t, uint8_t, uint32_t, uint64_t
 from libc.stdlib cimport free, malloc, realloc, calloc
 from libc.string cimport memcmp
@@ -29,6 +29,7 @@ include "kernel.pxd"
 include "columns.pxd"
 
 include "hashing.pyx"
+include "intern.pyx"
 include "copy.pyx"
 include "kernel.pyx"
 include "columns.pyx"

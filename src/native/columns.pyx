@@ -178,6 +178,8 @@ cdef dict _ua_cache = {}
 # One buffer for building fingerprints, reused by every call (the GIL serialises them); its size is
 # bounded by the field limits of unmo.model.
 cdef unmo_wbuf _FPBUF = unmo_wbuf(NULL, 0, 0)
+# The same for the segments of a request (copy.pyx seg_record): grows to the largest request's and stays.
+cdef unmo_wbuf _SEGBUF = unmo_wbuf(NULL, 0, 0)
 
 
 cdef object _ua_parts(object ua, object parse_ua):
@@ -277,6 +279,11 @@ def build_columns(list records, list index, list raws, bint msgpack, int64_t ske
     cdef list ids_lists = [out_ids[f] for f in _DEVICE_FIELDS]
     cdef list camp_lists = [out_camp[f] for f in _CAMPAIGN_FIELDS]
     cdef uint64_t hashes[5]
+    # each good record's SEGMENT_COLUMNS, binary COPY encoded (copy.pyx seg_record)
+    a_seg = np.empty(n + 1, dtype=np.int64)
+    cdef int64_t[::1] m_seg = a_seg
+    m_seg[0] = 0
+    _SEGBUF.len = 0
 
     for i in range(n):
         rec = records[i]
@@ -441,13 +448,18 @@ def build_columns(list records, list index, list raws, bint msgpack, int64_t ske
         m_ts[g] = ts
         m_h1[g] = h1
         m_h2[g] = h2
+        seg_record(&_SEGBUF, kind, rid, ts, ids_lists, g, packed_b, ua, dplat if dev is not None else None,
+                   dos if dev is not None else None, dosv if dev is not None else None,
+                   dmodel if dev is not None else None, out_ref[g], name, rev, cur, props, fp)
         g += 1
+        m_seg[g] = <int64_t>_SEGBUF.len
 
     columns = {
         "index": out_index, "record_id": out_rid, "ids": out_ids, "ip": out_ip, "ip_packed": out_packed,
         "ua": out_ua, "platform": out_platform, "os": out_os, "os_version": out_osv, "model": out_model,
         "campaign": out_camp, "referrer": out_ref, "name": out_name, "revenue": out_rev, "currency": out_cur,
-        "properties": out_props,
+        "properties": out_props, "segs": [(PyBytes_FromStringAndSize(_SEGBUF.data, <Py_ssize_t>_SEGBUF.len),
+                                           a_seg[:g + 1])],
     }
     arrays = {"kind": a_kind[:g], "ts": a_ts[:g], "id_h1": a_h1[:g], "id_h2": a_h2[:g], "dev": a_dev[:g],
               "fp": a_fp[:g], "ref_h1": a_r1[:g], "ref_h2": a_r2[:g], "device_key": a_key[:g]}

@@ -184,3 +184,179 @@ def encode_copy(Py_ssize_t n, list columns, rows=None):
     finally:
         free(b.data)
         free(cols)
+
+
+# -- unmo.records rows in two halves --------------------------------------------------------------
+# A record's own columns (SEGMENT_COLUMNS of unmo.ingest.rows) are encoded once, when its request is
+# decoded and its values are still in the cache, into the request's segment buffer; at the flush,
+# encode_flush writes the columns the kernel decided and copies each kept row's segment after them.
+# The flush used to read every str of every record back from memory (cold by then, the whole flush's
+# worth) and grow its buffer by reallocation.
+
+cdef inline int _put_i16(unmo_wbuf *b, int16_t v) except -1:
+    _reserve(b, 6)
+    unmo_put_be32(b, 2)
+    unmo_put_be16(b, v)
+    return 0
+
+
+cdef inline int _put_i64(unmo_wbuf *b, int64_t v) except -1:
+    _reserve(b, 12)
+    unmo_put_be32(b, 8)
+    unmo_put_be64(b, v)
+    return 0
+
+
+cdef int seg_record(unmo_wbuf *b, int kind, object rid, int64_t ts_ms, list ids, Py_ssize_t row, object packed,
+                    object ua, object platform, object os, object osv, object model, object referrer,
+                    object name, object revenue, object currency, object props, uint64_t fp) except -1:
+    """Append one record's SEGMENT_COLUMNS (``ids``: the five device-id lists, read at ``row``)."""
+    cdef int j
+    _put_i16(b, <int16_t>kind)
+    _put_text(b, rid, False)
+    _put_i64(b, (ts_ms - PG_EPOCH_MS) * 1000)
+    for j in range(5):
+        _put_text(b, <object>_list_item(<PyObject *>ids[j], row), False)
+    _put_inet(b, packed)
+    _put_text(b, ua, False)
+    _put_text(b, platform, False)
+    _put_text(b, os, False)
+    _put_text(b, osv, False)
+    _put_text(b, model, False)
+    _put_text(b, referrer, False)
+    _put_text(b, name, False)
+    if revenue is None:
+        _reserve(b, 4)
+        unmo_put_be32(b, -1)
+    else:
+        _reserve(b, 12)
+        unmo_put_be32(b, 8)
+        unmo_put_f64(b, <double>revenue)
+    _put_text(b, currency, False)
+    _put_text(b, props, True)
+    if fp == 0:
+        _reserve(b, 4)
+        unmo_put_be32(b, -1)
+    else:
+        _put_i64(b, <int64_t>fp)
+    return 0
+
+
+cdef inline Py_ssize_t _text_size(object v) except -1:
+    """Bytes _put_str_sized writes for a str or None (a TypeError for anything else)."""
+    cdef Py_ssize_t n
+    if v is None:
+        return 4
+    if not isinstance(v, str):
+        raise TypeError(f"text column: expected str or None, got {type(v).__name__}")
+    PyUnicode_AsUTF8AndSize(v, &n)
+    return 4 + n
+
+
+cdef inline void _put_str_sized(unmo_wbuf *b, object v, bint jsonb):
+    """_put_text of a str or None into a buffer already sized for it (_text_size, plus 1 for jsonb)."""
+    cdef Py_ssize_t n
+    cdef const char *p
+    if v is None:
+        unmo_put_be32(b, -1)
+        return
+    p = PyUnicode_AsUTF8AndSize(v, &n)
+    if jsonb:
+        unmo_put_be32(b, <int32_t>(n + 1))
+        unmo_put_bytes(b, b"\x01", 1)
+    else:
+        unmo_put_be32(b, <int32_t>n)
+    unmo_put_bytes(b, p, <size_t>n)
+
+
+def encode_flush(const int64_t[::1] rows, list segs, const int64_t[::1] device_key, int64_t app_id,
+                 const int64_t[::1] received, int64_t seq, const int32_t[::1] ord_, const int16_t[::1] outcome,
+                 const int32_t[::1] camp, list campaigns, const int64_t[::1] install_ms, list ctit_rejected):
+    """Binary COPY stream of the flush's kept ``rows`` (indices into the batch, in output order): per row
+    the decided columns (DECIDED_COLUMNS of unmo.ingest.rows: device_key, app_id, received_at, seq, ord,
+    outcome, the five campaign fields of ``campaigns[camp[row]]`` (-1: NULL), install_ms (-1: NULL),
+    ctit_rejected (jsonb text or None)), then the row's segment.  ``segs``: the batch's segment parts,
+    ``(buffer, offsets)`` with offsets one longer than the part's rows.  The stream is written into a
+    bytes object of its exact size (no reallocation, no copy)."""
+    cdef Py_ssize_t n = device_key.shape[0], nout = rows.shape[0], k, i, j, p, size, local, total = 0
+    cdef const int64_t[::1] offs
+    cdef const char **ptr = NULL
+    cdef Py_ssize_t *plen = NULL
+    cdef list camp_sizes
+    cdef object buf, c
+    cdef unmo_wbuf b
+    cdef char *out
+    if (received.shape[0] != n or ord_.shape[0] != n or outcome.shape[0] != n or camp.shape[0] != n
+            or install_ms.shape[0] != n or len(ctit_rejected) != n):
+        raise ValueError(f"encode_flush: every column must have {n} rows")
+    ptr = <const char **>malloc(max(n, 1) * sizeof(char *))
+    plen = <Py_ssize_t *>malloc(max(n, 1) * sizeof(Py_ssize_t))
+    if ptr == NULL or plen == NULL:
+        free(ptr); free(plen)
+        raise MemoryError("encode_flush")
+    try:
+        # where each row's segment is
+        i = 0
+        for p in range(len(segs)):
+            buf, offs = segs[p]
+            if not isinstance(buf, bytes):
+                raise TypeError("encode_flush: a segment buffer must be bytes")
+            if offs.shape[0] < 1 or offs[offs.shape[0] - 1] > PyBytes_GET_SIZE(buf):
+                raise ValueError("encode_flush: segment offsets out of their buffer")
+            for local in range(offs.shape[0] - 1):
+                if i >= n:
+                    raise ValueError(f"encode_flush: the segments hold more than {n} rows")
+                ptr[i] = PyBytes_AsString(buf) + offs[local]
+                plen[i] = <Py_ssize_t>(offs[local + 1] - offs[local])
+                i += 1
+        if i != n:
+            raise ValueError(f"encode_flush: the segments hold {i} rows, expected {n}")
+        # the exact size: header, per row the field count, the decided fields, the segment; trailer
+        camp_sizes = []
+        for c in campaigns:
+            camp_sizes.append(sum([_text_size(c[j]) for j in range(5)]))
+        size = 19 + 2
+        for k in range(nout):
+            i = rows[k]
+            if i < 0 or i >= n:
+                raise IndexError("encode_flush: a row index is out of range")
+            size += 2 + 12 * 4 + 8 + 6 + plen[i]
+            size += 20 if camp[i] < 0 else <Py_ssize_t>camp_sizes[camp[i]]
+            size += 4 if install_ms[i] < 0 else 12
+            size += 4 if ctit_rejected[i] is None else 1 + _text_size(ctit_rejected[i])
+        result = PyBytes_FromStringAndSize(NULL, size)
+        out = PyBytes_AsString(result)
+        # written through a wbuf over the result, with the puts that do not reserve (nothing may reallocate)
+        b.data = out
+        b.len = 0
+        b.cap = <size_t>size
+        unmo_put_bytes(&b, COPY_HEADER, 19)
+        for k in range(nout):
+            i = rows[k]
+            unmo_put_be16(&b, 33)
+            unmo_put_be32(&b, 8); unmo_put_be64(&b, device_key[i])
+            unmo_put_be32(&b, 8); unmo_put_be64(&b, app_id)
+            unmo_put_be32(&b, 8); unmo_put_be64(&b, (received[i] - PG_EPOCH_MS) * 1000)
+            unmo_put_be32(&b, 8); unmo_put_be64(&b, seq)
+            unmo_put_be32(&b, 4); unmo_put_be32(&b, ord_[i])
+            unmo_put_be32(&b, 2); unmo_put_be16(&b, outcome[i])
+            if camp[i] < 0:
+                for j in range(5):
+                    unmo_put_be32(&b, -1)
+            else:
+                c = campaigns[camp[i]]
+                for j in range(5):
+                    _put_str_sized(&b, c[j], False)
+            if install_ms[i] < 0:
+                unmo_put_be32(&b, -1)
+            else:
+                unmo_put_be32(&b, 8); unmo_put_be64(&b, install_ms[i])
+            _put_str_sized(&b, ctit_rejected[i], True)
+            unmo_put_bytes(&b, ptr[i], <size_t>plen[i])
+        unmo_put_be16(&b, -1)
+        if b.len != <size_t>size:
+            raise AssertionError(f"encode_flush: wrote {b.len} bytes of {size}")
+        return result
+    finally:
+        free(ptr)
+        free(plen)

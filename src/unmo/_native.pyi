@@ -1,5 +1,6 @@
 # Type stub of the compiled core (src/native/_native.pyx); tests/test_native_stub.py
 # checks it against the built module with mypy.stubtest.
+from collections.abc import Sequence
 from typing import Any, final
 
 import numpy as np
@@ -123,3 +124,18 @@ def campaign_refs(
     refs: dict[tuple[str | None, str | None, str | None, str | None, str | None], int],
     campaigns: list[tuple[str | None, str | None, str | None, str | None, str | None]],
 ) -> npt.NDArray[np.int32]: ...
+def intern_text(data: bytes) -> str: ...
+def encode_flush(
+    rows: npt.NDArray[np.int64],
+    segs: list[tuple[bytes, npt.NDArray[np.int64]]],
+    device_key: npt.NDArray[np.int64],
+    app_id: int,
+    received: npt.NDArray[np.int64],
+    seq: int,
+    ord_: npt.NDArray[np.int32],
+    outcome: npt.NDArray[np.int16],
+    camp: npt.NDArray[np.int32],
+    campaigns: Sequence[tuple[str | None, ...]],
+    install_ms: npt.NDArray[np.int64],
+    ctit_rejected: list[str | None],
+) -> bytes: ...

@@ -63,7 +63,7 @@ class Decisions:
     @cached_property
     def campaign(self) -> list[Campaign | None]:
         """Each row's campaign: touches their own; installs, opens and events their attributed source.
-        Made on first use (the writer reads ``camp`` through AppKernel.campaign_table instead)."""
+        Made on first use (the writer's COPY reads ``camp`` and ``campaigns`` instead)."""
         assert self.camp is not None
         return [self.campaigns[c] if c >= 0 else None for c in self.camp.tolist()]
 
@@ -119,17 +119,6 @@ class AppKernel:
         c = batch.campaign
         return campaign_refs(batch.arrays()["kind"], c["network"], c["campaign"], c["adset"], c["ad"], c["site"],
                              self._campaign_refs, self.campaigns)
-
-    def campaign_table(self) -> np.ndarray:
-        """AppKernel.campaigns as an object array (n + 1, 5), its last row all None: ``table[refs]`` gives
-        the campaign columns of a ref column, -1 giving None (made again only when campaigns grow)."""
-        table: np.ndarray | None = self.__dict__.get("_table")
-        if table is None or len(table) != len(self.campaigns) + 1:
-            table = np.empty((len(self.campaigns) + 1, 5), dtype=object)
-            if self.campaigns:
-                table[:-1] = self.campaigns
-            self.__dict__["_table"] = table
-        return table
 
     def blocked(self, batch: Batch) -> np.ndarray:
         out = np.zeros(batch.n, dtype=np.uint8)

@@ -285,6 +285,9 @@ def test_fields_read_by_slot_offset_equal_fields_read_by_attribute():
     other = [msgspec.json.decode(r, type=Other) for r in raws]
     fast, _, fast_arrays = build_columns(mine, list(range(len(raws))), raws, *args)
     slow, _, slow_arrays = build_columns(other, list(range(len(raws))), raws, *args)
+    (fast_buf, fast_offs), = fast.pop("segs")
+    (slow_buf, slow_offs), = slow.pop("segs")
+    assert fast_buf == slow_buf and (fast_offs == slow_offs).all() and len(fast_offs) == 201
     assert fast == slow
     assert all((fast_arrays[k] == slow_arrays[k]).all() for k in fast_arrays)
     assert len(fast["index"]) == 200

@@ -183,6 +183,9 @@ class Batch:
     properties: list[str | None] = field(default_factory=list)
     # numeric columns, in parts of rows that add up to n (ts is ms, clock-skew corrected)
     parts: list[dict[str, np.ndarray]] = field(default_factory=list, repr=False)
+    # the rows' own COPY columns, encoded when decoded (unmo.ingest.rows.SEGMENT_COLUMNS): per part a
+    # buffer and its rows' offsets (one more than the rows); empty for batches that are never stored
+    segs: list[tuple[bytes, np.ndarray]] = field(default_factory=list, repr=False)
 
     def extend(self, other: Batch) -> None:
         """Append another batch's rows (the writer merges the requests of one app in a flush)."""

@@ -8,20 +8,26 @@ from typing import Any
 
 import numpy as np
 
+from unmo._native import encode_flush
 from unmo.hashing import hash_strings
 from unmo.ingest.batch import DEVICE_SEEDS, ID_SEED_1, ID_SEED_2, Batch, empty_arrays
 from unmo.model import CAMPAIGN_FIELDS, DEVICE_ID_FIELDS, ZERO_ID
-from unmo.pgcopy import ColType, encode
 
-INT2, INT4, INT8, FLOAT8 = ColType.INT2, ColType.INT4, ColType.INT8, ColType.FLOAT8
-TSTZ_MS, TEXT, JSONB, INET = ColType.TIMESTAMPTZ_MS, ColType.TEXT, ColType.JSONB, ColType.INET
-
-RECORD_COLUMNS = [
+# The COPY of unmo.records, in two halves: the columns the flush decides, then the record's own columns,
+# which are encoded when its request is decoded (unmo._native.seg_record; the order is fixed there).
+DECIDED_COLUMNS = [
     "device_key",
     "app_id",
     "received_at",
     "seq",
     "ord",
+    "outcome",
+    *CAMPAIGN_FIELDS,
+    # for the reports (unmo.reports.rollup.record_columns)
+    "install_ms",
+    "ctit_rejected",
+]
+SEGMENT_COLUMNS = [
     "kind",
     "record_id",
     "ts",
@@ -32,18 +38,14 @@ RECORD_COLUMNS = [
     "os",
     "os_version",
     "model",
-    *CAMPAIGN_FIELDS,
     "referrer",
     "name",
     "revenue",
     "currency",
     "properties",
     "fp",
-    "outcome",
-    # for the reports (unmo.reports.rollup.record_columns)
-    "install_ms",
-    "ctit_rejected",
 ]
+RECORD_COLUMNS = DECIDED_COLUMNS + SEGMENT_COLUMNS
 
 REPLAY_COLUMNS = (
     "kind, ts, received_at, record_id, idfa, gaid, oaid, idfv, android_id, fp, "
@@ -63,59 +65,31 @@ def encode_records(
     ord_: np.ndarray,
     received: np.ndarray,
     outcome: np.ndarray,
-    campaign: Sequence[tuple[str | None, ...] | None] | np.ndarray,
+    camp: np.ndarray,
+    campaigns: Sequence[tuple[str | None, ...]],
     install_ms: np.ndarray | None = None,
     ctit_rejected: list[str | None] | None = None,
 ) -> tuple[bytes, int]:
-    """Binary COPY stream of the rows of ``b`` where ``keep`` (the non-duplicates).
+    """Binary COPY stream (RECORD_COLUMNS) of the rows of ``b`` where ``keep`` (the non-duplicates).
 
-    ``campaign``: each row's campaign tuple or None, or those as an object array (n, 5)
-    (``AppKernel.campaign_table()[refs]``).  ``install_ms`` (-1: NULL) and ``ctit_rejected``
-    are the reports' columns (unmo.reports.rollup); None stores NULL.  The columns go to the
-    native encoder whole; it reads the kept rows in place.
+    ``camp``: each row's index into ``campaigns`` (5-tuples), -1 for none (the kernel's campaign refs and
+    AppKernel.campaigns).  ``install_ms`` (-1: NULL) and ``ctit_rejected`` are the reports' columns
+    (unmo.reports.rollup); None stores NULL.  The rows' own columns come from the segments their
+    requests were decoded into (Batch.segs); only the decided ones are written here.
     """
-    rows = np.flatnonzero(keep)
     n = b.n
-    a = b.arrays()
     if install_ms is None:
         install_ms = np.full(n, -1, dtype=np.int64)
     if ctit_rejected is None:
         ctit_rejected = [None] * n
-    rev_null = np.fromiter((v is None for v in b.revenue), dtype=np.uint8, count=n)
-    rev = np.fromiter((v or 0.0 for v in b.revenue), dtype=np.float64, count=n)
-    fp = a["fp"].view(np.int64)
-    if isinstance(campaign, np.ndarray):
-        camp_cols = [campaign[:, j].tolist() for j in range(5)]
-    else:
-        camp_cols = [[c[j] if c is not None else None for c in campaign] for j in range(5)]
-    columns: list[tuple[int, Any, Any]] = [
-        (INT8, a["device_key"], None),
-        (INT8, np.full(n, app_id, dtype=np.int64), None),
-        (TSTZ_MS, received, None),
-        (INT8, np.full(n, seq, dtype=np.int64), None),
-        (INT4, ord_, None),
-        (INT2, a["kind"], None),
-        (TEXT, b.record_id, None),
-        (TSTZ_MS, a["ts"], None),
-        *[(TEXT, b.ids[f], None) for f in DEVICE_ID_FIELDS],
-        (INET, b.ip_packed, None),
-        (TEXT, b.ua, None),
-        (TEXT, b.platform, None),
-        (TEXT, b.os, None),
-        (TEXT, b.os_version, None),
-        (TEXT, b.model, None),
-        *[(TEXT, col, None) for col in camp_cols],
-        (TEXT, b.referrer, None),
-        (TEXT, b.name, None),
-        (FLOAT8, rev, rev_null),
-        (TEXT, b.currency, None),
-        (JSONB, b.properties, None),
-        (INT8, fp, (fp == 0).astype(np.uint8)),
-        (INT2, outcome, None),
-        (INT8, install_ms, (install_ms < 0).view(np.uint8)),
-        (JSONB, ctit_rejected, None),
-    ]
-    return encode(n, columns, rows), int(rows.size)
+    rows = np.flatnonzero(keep).astype(np.int64)
+    stream = encode_flush(
+        rows, b.segs, b.arrays()["device_key"], app_id, np.ascontiguousarray(received, dtype=np.int64), seq,
+        np.ascontiguousarray(ord_, dtype=np.int32), np.ascontiguousarray(outcome, dtype=np.int16),
+        np.ascontiguousarray(camp, dtype=np.int32), campaigns, np.ascontiguousarray(install_ms, dtype=np.int64),
+        ctit_rejected,
+    )
+    return stream, int(rows.size)
 
 
 def to_ms(value: dt.datetime) -> int:

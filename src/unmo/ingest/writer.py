@@ -612,6 +612,7 @@ class Writer:
         # arrival order; inside one, stable ts order); `ord` stores that order for replays
         order = batch_order(batch.arrays()["ts"], [sub.batch.n for sub in subs])
         d = state.decide(batch, received, order)
+        assert d.camp is not None
         keep = d.dup == 0
         ord_ = np.empty(batch.n, dtype=np.int32)
         ord_[order] = np.arange(batch.n, dtype=np.int32)
@@ -627,7 +628,8 @@ class Writer:
                 ord_=ord_,
                 received=received,
                 outcome=d.outcome,
-                campaign=state.campaign_table()[d.camp],
+                camp=d.camp,
+                campaigns=state.campaigns,
                 install_ms=install_ms,
                 ctit_rejected=ctit_rejected,
             )

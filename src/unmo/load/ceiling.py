@@ -53,11 +53,13 @@ def prebuilt_buffers(batch_size: int, devices: int, seed: int, run_id: str, coun
         if b.n != batch_size or decoded.errors:
             raise RuntimeError(f"copy ceiling: the workload decoded to {b.n} good records of {batch_size} "
                                f"({decoded.errors[:1]})")
-        campaign = [tuple(b.campaign[f][i] for f in CAMPAIGN_FIELDS) if b.campaign["network"][i] else None
-                    for i in range(b.n)]
+        # each row's own campaign, as a touch stores it
+        campaigns = [tuple(b.campaign[f][i] for f in CAMPAIGN_FIELDS) for i in range(b.n)]
+        camp = np.array([i if b.campaign["network"][i] else -1 for i in range(b.n)], dtype=np.int32)
         stream, n = encode_records(
             b, app_id=-1, seq=1, keep=np.ones(b.n, dtype=bool), ord_=np.arange(b.n, dtype=np.int32),
-            received=np.full(b.n, now, dtype=np.int64), outcome=np.zeros(b.n, dtype=np.int16), campaign=campaign,
+            received=np.full(b.n, now, dtype=np.int64), outcome=np.zeros(b.n, dtype=np.int16), camp=camp,
+            campaigns=campaigns,
         )
         assert n == batch_size
         streams.append(bytes(stream))
