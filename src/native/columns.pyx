@@ -448,7 +448,8 @@ def build_columns(list records, list index, list raws, bint msgpack, int64_t ske
         m_ts[g] = ts
         m_h1[g] = h1
         m_h2[g] = h2
-        seg_record(&_SEGBUF, kind, rid, ts, ids_lists, g, packed_b, ua, dplat if dev is not None else None,
+        seg_record(&_SEGBUF, kind, rid, ts, ids_lists[0][g], ids_lists[1][g], ids_lists[2][g], ids_lists[3][g],
+                   ids_lists[4][g], packed_b, ua, dplat if dev is not None else None,
                    dos if dev is not None else None, dosv if dev is not None else None,
                    dmodel if dev is not None else None, out_ref[g], name, rev, cur, props, fp)
         g += 1

@@ -207,16 +207,19 @@ cdef inline int _put_i64(unmo_wbuf *b, int64_t v) except -1:
     return 0
 
 
-cdef int seg_record(unmo_wbuf *b, int kind, object rid, int64_t ts_ms, list ids, Py_ssize_t row, object packed,
-                    object ua, object platform, object os, object osv, object model, object referrer,
-                    object name, object revenue, object currency, object props, uint64_t fp) except -1:
-    """Append one record's SEGMENT_COLUMNS (``ids``: the five device-id lists, read at ``row``)."""
-    cdef int j
+cdef int seg_record(unmo_wbuf *b, int kind, object rid, int64_t ts_ms, object idfa, object gaid, object oaid,
+                    object idfv, object android_id, object packed, object ua, object platform, object os,
+                    object osv, object model, object referrer, object name, object revenue, object currency,
+                    object props, uint64_t fp) except -1:
+    """Append one record's SEGMENT_COLUMNS (normalised ids, packed IP, JSON text of the properties)."""
     _put_i16(b, <int16_t>kind)
     _put_text(b, rid, False)
     _put_i64(b, (ts_ms - PG_EPOCH_MS) * 1000)
-    for j in range(5):
-        _put_text(b, <object>_list_item(<PyObject *>ids[j], row), False)
+    _put_text(b, idfa, False)
+    _put_text(b, gaid, False)
+    _put_text(b, oaid, False)
+    _put_text(b, idfv, False)
+    _put_text(b, android_id, False)
     _put_inet(b, packed)
     _put_text(b, ua, False)
     _put_text(b, platform, False)
