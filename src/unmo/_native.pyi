@@ -113,3 +113,13 @@ def build_columns(
     max_props: int,
     helpers: tuple[Any, Any, Any, Any],
 ) -> tuple[dict[str, Any], list[tuple[int, int, Any]], dict[str, Any]]: ...
+def decode_json_columns(
+    body: bytes,
+    received_ms: int,
+    min_ts: int,
+    future_limit: int,
+    max_records: int,
+    max_record_bytes: int,
+    max_props: int,
+    helpers: tuple[Any, Any, Any, Any],
+) -> tuple[int | None, dict[str, Any], dict[str, Any]] | None: ...

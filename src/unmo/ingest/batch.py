@@ -30,6 +30,7 @@ from unmo._native import (
     ERR_TS_RANGE,
     build_columns,
     configure_structs,
+    decode_json_columns,
 )
 from unmo.config import Limits
 from unmo.errors import cut
@@ -327,8 +328,36 @@ def _semantic_error(i: int, code: int, rec: Record, msgpack: bool) -> str:
 _HELPERS = (parse_ua, referrer_click_id, _has_nul, _props_from_msgpack)
 
 
+# The per-record lists of the numeric columns, which the native JSON decoder leaves in the arrays only.
+_NUMERIC_LISTS = ("kind", "ts", "id_h1", "id_h2", "device_key", "ref_h1", "ref_h2", "fp")
+
+
 def decode_body(body: bytes, *, msgpack: bool, received_ms: int, limits: Limits) -> Decoded:
-    """Decode a whole (inflated) request body.  Raises BodyError/LimitError for the request."""
+    """Decode a whole (inflated) request body.  Raises BodyError/LimitError for the request.
+
+    A JSON body whose records are all good is parsed natively in one pass (decode_json_columns);
+    anything else takes the msgspec path (decode_body_msgspec), which words the errors.
+    """
+    if not msgpack:
+        got = decode_json_columns(
+            body, received_ms, MIN_TS_MS, received_ms + limits.max_future_ms, limits.max_records,
+            limits.max_record_bytes, limits.max_properties_bytes, _HELPERS,
+        )
+        if got is not None:
+            sent_at_ms, columns, arrays = got
+            # Batch's per-record numeric lists, still read by the writer and the kernel until they read
+            # the arrays only
+            for name in _NUMERIC_LISTS:
+                columns[name] = arrays[name].tolist()
+            columns["dev"] = list(map(tuple, arrays["dev"].tolist()))
+            b = Batch(n=len(columns["index"]), **columns)
+            b.__dict__["_arrays"] = arrays
+            return Decoded(b, [], received_ms, sent_at_ms)
+    return decode_body_msgspec(body, msgpack=msgpack, received_ms=received_ms, limits=limits)
+
+
+def decode_body_msgspec(body: bytes, *, msgpack: bool, received_ms: int, limits: Limits) -> Decoded:
+    """decode_body through msgspec's decoders and build_columns: every body, with its errors."""
     try:
         env = (_mp_envelope if msgpack else _json_envelope).decode(body)
     except msgspec.ValidationError as exc:
