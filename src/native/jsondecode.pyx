@@ -12,7 +12,16 @@
 
 from libc.string cimport memcpy
 
+cdef extern from *:
+    int __builtin_ctzll(unsigned long long x) nogil
+
 cdef extern from "Python.h":
+    ctypedef unsigned char Py_UCS1
+    object PyUnicode_New(Py_ssize_t size, Py_UCS4 maxchar)
+    Py_UCS1 *PyUnicode_1BYTE_DATA(object o)
+    void *PyUnicode_DATA(object o)
+    void Py_XDECREF(PyObject *o)
+    void Py_INCREF(object o)
     double PyOS_string_to_double(const char *s, char **endptr, PyObject *overflow_exception) except? -1.0
 
 cdef object _FAIL = object()   # "refuse the body" from the helpers that return a value
@@ -128,8 +137,26 @@ cdef int _scan_string(_JCtx *c) noexcept nogil:
     cdef Py_ssize_t i = c.pos + 1, end = c.end, chars = 0
     cdef int flags = 0, cp, lo, n
     cdef unsigned char ch
+    cdef uint64_t w, q, b, hit
+    cdef int skip
     c.sp = s + i
     while True:
+        # 8 bytes at a time up to the first that is not a plain character ('"', '\\', a control
+        # character, a byte >= 0x80): the lowest flagged byte of the word is exact (the borrows of the
+        # subtractions only flag bytes above a flagged one)
+        while i + 8 <= end:
+            memcpy(&w, s + i, 8)
+            q = w ^ 0x2222222222222222ULL
+            b = w ^ 0x5C5C5C5C5C5C5C5CULL
+            hit = ((((q - 0x0101010101010101ULL) & ~q) | ((b - 0x0101010101010101ULL) & ~b)
+                    | ((w - 0x2020202020202020ULL) & ~w) | w) & 0x8080808080808080ULL)
+            if hit:
+                skip = __builtin_ctzll(hit) >> 3
+                i += skip
+                chars += skip
+                break
+            i += 8
+            chars += 8
         if i >= end:
             return -1
         ch = s[i]
@@ -427,13 +454,18 @@ cdef object _str_value(_JCtx *c, Py_ssize_t min_chars, Py_ssize_t max_chars, bin
     """A string field at c.pos: its str (min_chars..max_chars code points, no U+0000), None for a
     null when nullable, else _FAIL."""
     cdef int ch = _peek(c)
-    cdef Py_ssize_t m
     if ch == 110:
         if nullable and _lit(c, "null", 4):
             return None
         return _FAIL
     if ch != 34 or _scan_string(c) != 0:
         return _FAIL
+    return _str_from_scan(c, min_chars, max_chars)
+
+
+cdef object _str_from_scan(_JCtx *c, Py_ssize_t min_chars, Py_ssize_t max_chars):
+    """The str of the string just scanned (c.sp ...), or _FAIL."""
+    cdef Py_ssize_t m
     if (c.flags & _SF_NUL) or c.chars < min_chars or c.chars > max_chars:
         return _FAIL
     if c.flags & _SF_ESC:
@@ -442,6 +474,127 @@ cdef object _str_value(_JCtx *c, Py_ssize_t min_chars, Py_ssize_t max_chars, bin
         m = _unescape(c.sp, c.sn, c.scratch)
         return PyUnicode_DecodeUTF8(<char *>c.scratch, m, NULL)
     return PyUnicode_DecodeUTF8(<char *>c.sp, c.sn, NULL)
+
+
+# Strings of the columns whose values repeat (user agents, OS, models, campaign fields, event names, ...):
+# one str per distinct short ASCII text, kept across bodies in a direct-mapped table, instead of a new
+# str per record.  (A str is immutable: sharing it changes no value.)
+cdef enum:
+    _CACHE_SLOTS = 4096
+    _CACHE_MAX_LEN = 256
+
+cdef struct _CacheEnt:
+    uint64_t h
+    Py_ssize_t n
+    PyObject *s   # a strong reference, or NULL
+
+cdef _CacheEnt _STR_CACHE[_CACHE_SLOTS]
+
+
+cdef inline uint64_t _text_hash(const unsigned char *p, Py_ssize_t n) noexcept nogil:
+    """A quick hash for the cache's slots (a word at a time, the tail as the last 8 bytes; collisions
+    only cost a new str)."""
+    cdef uint64_t h = <uint64_t>n * 0x9E3779B97F4A7C15ULL, w
+    cdef Py_ssize_t k = 0
+    if n < 8:
+        if n == 0:
+            return h
+        w = 0
+        for k in range(n):
+            w |= (<uint64_t>p[k]) << (8 * k)
+        return (h ^ w) * 0x94D049BB133111EBULL
+    while k + 8 <= n:
+        memcpy(&w, p + k, 8)
+        h = (h ^ w) * 0xBF58476D1CE4E5B9ULL
+        h ^= h >> 31
+        k += 8
+    if k < n:
+        memcpy(&w, p + n - 8, 8)
+        h = (h ^ w) * 0x94D049BB133111EBULL
+    return h ^ (h >> 29)
+
+
+cdef object _cached_str(_JCtx *c, Py_ssize_t max_chars):
+    """Like _str_value(c, 0, max_chars, True), the str shared through _STR_CACHE when plain ASCII."""
+    cdef int ch = _peek(c)
+    cdef uint64_t h
+    cdef _CacheEnt *e
+    cdef object v
+    if ch != 34:
+        return _str_value(c, 0, max_chars, True)
+    if _scan_string(c) != 0:
+        return _FAIL
+    if c.flags != 0 or c.sn > _CACHE_MAX_LEN:
+        return _str_from_scan(c, 0, max_chars)
+    if c.sn > max_chars:
+        return _FAIL
+    h = _text_hash(c.sp, c.sn)
+    e = &_STR_CACHE[h & (_CACHE_SLOTS - 1)]
+    if e.s != NULL and e.h == h and e.n == c.sn and memcmp(PyUnicode_DATA(<object>e.s), c.sp, c.sn) == 0:
+        return <object>e.s
+    v = PyUnicode_DecodeUTF8(<char *>c.sp, c.sn, NULL)
+    Py_XDECREF(e.s)
+    Py_INCREF(v)
+    e.s = <PyObject *>v
+    e.h = h
+    e.n = c.sn
+    return v
+
+
+cdef inline int _ascii_lower(const unsigned char *p, Py_ssize_t n, Py_UCS1 *out) noexcept nogil:
+    """out = p lower-cased (p is ASCII); -1 when p has a byte <= 0x20 or 0x7F (8 bytes at a time)."""
+    cdef Py_ssize_t k = 0
+    cdef uint64_t w, t, up, bad
+    cdef unsigned char b
+    while k + 8 <= n:
+        memcpy(&w, p + k, 8)
+        bad = (w - 0x2121212121212121ULL) & ~w          # a byte < 0x21 (exact as "any": bytes are < 0x80)
+        t = w ^ 0x7F7F7F7F7F7F7F7FULL
+        bad |= (t - 0x0101010101010101ULL) & ~t         # a 0x7F
+        if bad & 0x8080808080808080ULL:
+            return -1
+        # 'A'..'Z': >= 0x41 and not >= 0x5B, per byte (no carries: bytes are < 0x80)
+        up = (w + 0x3F3F3F3F3F3F3F3FULL) & ~(w + 0x2525252525252525ULL) & 0x8080808080808080ULL
+        w |= up >> 2
+        memcpy(out + k, &w, 8)
+        k += 8
+    while k < n:
+        b = p[k]
+        if b <= 32 or b == 127:
+            return -1
+        out[k] = b + 32 if 65 <= b <= 90 else b
+        k += 1
+    return 0
+
+
+cdef object _device_id(_JCtx *c):
+    """A device identifier as _norm_id would make it from the str: ASCII without spaces or control
+    characters is lower-cased while it is copied; anything else goes through _norm_id."""
+    cdef int ch = _peek(c)
+    cdef Py_ssize_t k, n
+    cdef unsigned char b
+    cdef Py_UCS1 *d
+    cdef object v
+    if ch != 34:
+        v = _str_value(c, 0, 256, True)
+        return v if v is _FAIL else _norm_id(v)
+    if _scan_string(c) != 0:
+        return _FAIL
+    n = c.sn
+    if c.flags != 0:
+        v = _str_from_scan(c, 0, 256)
+        return v if v is _FAIL else _norm_id(v)
+    if n > 256:
+        return _FAIL
+    if n == 0:
+        return None
+    if n == 36 and memcmp(c.sp, b"00000000-0000-0000-0000-000000000000", 36) == 0:
+        return None
+    v = PyUnicode_New(n, 127)
+    d = PyUnicode_1BYTE_DATA(v)
+    if _ascii_lower(c.sp, n, d) != 0:  # a space or a control character: strip() decides
+        return _norm_id(_str_from_scan(c, 0, 256))
+    return v
 
 
 cdef object _revenue_value(_JCtx *c):
@@ -571,7 +724,12 @@ cdef int _parse_device(_JCtx *c, _Rec r) except -2:
             if seen & (1u << f):
                 return -1
             seen |= 1u << f
-            v = _str_value(c, 0, 1024 if f == 6 else 256, True)
+            if f < 5:
+                v = _device_id(c)   # normalised already
+            elif f == 5:
+                v = _str_value(c, 0, 256, True)
+            else:
+                v = _cached_str(c, 1024 if f == 6 else 256)
             if v is _FAIL:
                 return -1
             if f < 5:
@@ -628,12 +786,26 @@ cdef int _parse_campaign(_JCtx *c, _Rec r) except -2:
             if seen & (1u << f):
                 return -1
             seen |= 1u << f
-            v = _str_value(c, 0, 256, True)
+            v = _cached_str(c, 256)
             if v is _FAIL:
                 return -1
             r.camp[f] = v
         more = _object_next(c)
     return more
+
+
+cdef inline int _kind_of(const unsigned char *p, Py_ssize_t n) noexcept nogil:
+    if n == 5 and memcmp(p, b"click", 5) == 0:
+        return KIND_CLICK
+    if n == 10 and memcmp(p, b"impression", 10) == 0:
+        return KIND_IMPRESSION
+    if n == 7 and memcmp(p, b"install", 7) == 0:
+        return KIND_INSTALL
+    if n == 4 and memcmp(p, b"open", 4) == 0:
+        return KIND_OPEN
+    if n == 5 and memcmp(p, b"event", 5) == 0:
+        return KIND_EVENT
+    return 0
 
 
 cdef int _parse_record(_JCtx *c, _Rec r) except -2:
@@ -680,20 +852,13 @@ cdef int _parse_record(_JCtx *c, _Rec r) except -2:
             return -1
         seen |= 1u << f
         if f == 0:
-            v = _str_value(c, 0, 16, False)
-            if v is _FAIL:
+            if _peek(c) != 34 or _scan_string(c) != 0:
                 return -1
-            if v == "click":
-                r.kind = KIND_CLICK
-            elif v == "impression":
-                r.kind = KIND_IMPRESSION
-            elif v == "install":
-                r.kind = KIND_INSTALL
-            elif v == "open":
-                r.kind = KIND_OPEN
-            elif v == "event":
-                r.kind = KIND_EVENT
-            else:
+            if c.flags == 0:
+                r.kind = _kind_of(c.sp, c.sn)
+            elif _need_scratch(c) == 0:  # escaped: msgspec matches the text it stands for
+                r.kind = _kind_of(c.scratch, _unescape(c.sp, c.sn, c.scratch))
+            if r.kind == 0:
                 return -1
         elif f == 1:
             v = _str_value(c, 1, 128, False)
@@ -728,7 +893,7 @@ cdef int _parse_record(_JCtx *c, _Rec r) except -2:
             else:
                 return -1  # not an object: build_columns refuses it
         else:
-            v = _str_value(c, 0, 1024 if f == 5 else 256, True)
+            v = _cached_str(c, 1024 if f == 5 else 256)
             if v is _FAIL:
                 return -1
             if f == 5:
@@ -876,7 +1041,7 @@ def decode_json_columns(bytes body, int64_t received_ms, int64_t min_ts, int64_t
                         row.h2 = h2
                         first = 0
                         for j in range(5):
-                            v = _norm_id(r.ids[j])
+                            v = r.ids[j]
                             (<list>ids_lists[j]).append(v)
                             if v is not None:
                                 row.dev[j] = hash_str(v, _DEV_SEED + j)

@@ -349,7 +349,7 @@ def decode_body(body: bytes, *, msgpack: bool, received_ms: int, limits: Limits)
             # the arrays only
             for name in _NUMERIC_LISTS:
                 columns[name] = arrays[name].tolist()
-            columns["dev"] = list(map(tuple, arrays["dev"].tolist()))
+            columns["dev"] = list(zip(*arrays["dev"].T.tolist(), strict=True))
             b = Batch(n=len(columns["index"]), **columns)
             b.__dict__["_arrays"] = arrays
             return Decoded(b, [], received_ms, sent_at_ms)
