@@ -632,6 +632,7 @@ cdef class _Rec:
     cdef int64_t ts
     cdef object rid, referrer, name, revenue, currency
     cdef object ip, ua, platform, os, osv, model
+    cdef object packed   # bytes when _ip_value packed ip already
     cdef list ids, camp
     cdef Py_ssize_t props_start, props_len
 
@@ -643,7 +644,7 @@ cdef class _Rec:
         cdef int j
         self.kind = 0
         self.rid = self.referrer = self.name = self.revenue = self.currency = None
-        self.ip = self.ua = self.platform = self.os = self.osv = self.model = None
+        self.ip = self.ua = self.platform = self.os = self.osv = self.model = self.packed = None
         for j in range(5):
             self.ids[j] = None
             self.camp[j] = None
@@ -676,6 +677,38 @@ cdef int _object_next(_JCtx *c) noexcept nogil:
         c.pos += 1
         return 0
     return -1
+
+
+cdef int _ip_value(_JCtx *c, _Rec r) except -2:
+    """device.ip into r.ip: a dotted quad sent as such is checked and packed here (r.packed, as
+    _canonical_ip does it); anything else is kept as a str for _canonical_ip.  0, or -1 to refuse."""
+    cdef unsigned char buf[4]
+    cdef char text[16]
+    cdef char out[16]
+    cdef int m
+    cdef object v
+    if _peek(c) != 34:
+        v = _str_value(c, 0, 256, True)
+        if v is _FAIL:
+            return -1
+        r.ip = v
+        return 0
+    if _scan_string(c) != 0:
+        return -1
+    if c.flags == 0 and 7 <= c.sn <= 15 and c.sp[0] > 32 and c.sp[c.sn - 1] > 32:
+        memcpy(text, c.sp, c.sn)
+        text[c.sn] = 0
+        if inet_pton(AF_INET, text, buf) == 1:
+            m = _ipv4_text(buf, out)
+            if m == c.sn and memcmp(out, text, m) == 0:
+                r.ip = PyUnicode_DecodeASCII(text, m, NULL)
+                r.packed = PyBytes_FromStringAndSize(<char *>buf, 4)
+                return 0
+    v = _str_from_scan(c, 0, 256)
+    if v is _FAIL:
+        return -1
+    r.ip = v
+    return 0
 
 
 cdef int _parse_device(_JCtx *c, _Rec r) except -2:
@@ -727,7 +760,10 @@ cdef int _parse_device(_JCtx *c, _Rec r) except -2:
             if f < 5:
                 v = _device_id(c)   # normalised already
             elif f == 5:
-                v = _str_value(c, 0, 256, True)
+                if _ip_value(c, r) != 0:
+                    return -1
+                more = _object_next(c)
+                continue
             else:
                 v = _cached_str(c, 1024 if f == 6 else 256)
             if v is _FAIL:
@@ -1014,7 +1050,10 @@ def decode_json_columns(bytes body, int64_t received_ms, int64_t min_ts, int64_t
                             if cur is None:
                                 return None
                         ip = packed_b = None
-                        if r.ip is not None:
+                        if r.packed is not None:
+                            ip = r.ip
+                            packed_b = r.packed
+                        elif r.ip is not None:
                             parsed = _canonical_ip(r.ip)
                             if parsed is None:
                                 return None

@@ -338,7 +338,7 @@ def decode_body(body: bytes, *, msgpack: bool, received_ms: int, limits: Limits)
     A JSON body whose records are all good is parsed natively in one pass (decode_json_columns);
     anything else takes the msgspec path (decode_body_msgspec), which words the errors.
     """
-    if not msgpack:
+    if not msgpack and type(body) is bytes:
         got = decode_json_columns(
             body, received_ms, MIN_TS_MS, received_ms + limits.max_future_ms, limits.max_records,
             limits.max_record_bytes, limits.max_properties_bytes, _HELPERS,
