@@ -16,6 +16,8 @@ cdef extern from *:
     int __builtin_ctzll(unsigned long long x) nogil
 
 cdef extern from "Python.h":
+    object _list_new "PyList_New" (Py_ssize_t n)
+    void _list_steal "PyList_SET_ITEM" (object lst, Py_ssize_t i, PyObject *o)
     ctypedef unsigned char Py_UCS1
     object PyUnicode_New(Py_ssize_t size, Py_UCS4 maxchar)
     Py_UCS1 *PyUnicode_1BYTE_DATA(object o)
@@ -47,12 +49,34 @@ cdef struct _JCtx:
     int flags
 
 
+# The object columns of a good record, by position in _NumRow.obj (the lists are made at the end, each
+# in one allocation, instead of ~23 list appends a record).
+cdef enum:
+    _C_RID = 0
+    _C_IDS = 1        # .. 5: idfa, gaid, oaid, idfv, android_id
+    _C_IP = 6
+    _C_PACKED = 7
+    _C_UA = 8
+    _C_PLATFORM = 9
+    _C_OS = 10
+    _C_OSV = 11
+    _C_MODEL = 12
+    _C_CAMP = 13      # .. 17: network, campaign, adset, ad, site
+    _C_REF = 18
+    _C_NAME = 19
+    _C_REV = 20
+    _C_CUR = 21
+    _C_PROPS = 22
+    _NCOLS = 23
+
+
 cdef struct _NumRow:
     int64_t ts                 # as sent; the skew is added once sent_at is known
     uint64_t h1, h2, fp, r1, r2
     uint64_t dev[5]
     int64_t key
     uint8_t kind
+    PyObject *obj[_NCOLS]      # strong references until moved into the column lists
 
 
 cdef inline int _peek(_JCtx *c) noexcept nogil:
@@ -961,6 +985,21 @@ cdef object _currency(object cur):
     return cur if upper else (<str>cur).upper()
 
 
+cdef inline void _keep(_NumRow *row, int k, object v):
+    Py_INCREF(v)
+    row.obj[k] = <PyObject *>v
+
+
+cdef list _take_column(_NumRow *rows, Py_ssize_t g, int k):
+    """The list of column k, which takes over the rows' references."""
+    cdef list lst = _list_new(g)
+    cdef Py_ssize_t i
+    for i in range(g):
+        _list_steal(lst, i, rows[i].obj[k])
+        rows[i].obj[k] = NULL
+    return lst
+
+
 def decode_json_columns(bytes body, int64_t received_ms, int64_t min_ts, int64_t future_limit,
                         Py_ssize_t max_records, Py_ssize_t max_record_bytes, Py_ssize_t max_props,
                         object helpers):
@@ -984,7 +1023,8 @@ def decode_json_columns(bytes body, int64_t received_ms, int64_t min_ts, int64_t
     cdef int64_t sent_at = 0, skew, ts
     cdef uint64_t first, h1, h2
     cdef object v, ip, packed_b, props, cur, parsed, ua
-    cdef list ids_lists, camp_lists
+    cdef list cols = None
+    cdef int k
     cdef const char *pp
     cdef uint8_t *m_kind
     cdef int64_t *m_ts
@@ -1002,12 +1042,6 @@ def decode_json_columns(bytes body, int64_t received_ms, int64_t min_ts, int64_t
     c.pos = 0
     c.scratch = NULL
 
-    out_rid = []; out_ip = []; out_packed = []; out_ua = []; out_platform = []; out_os = []; out_osv = []
-    out_model = []; out_ref = []; out_name = []; out_rev = []; out_cur = []; out_props = []
-    out_ids = {f: [] for f in _DEVICE_FIELDS}
-    out_camp = {f: [] for f in _CAMPAIGN_FIELDS}
-    ids_lists = [out_ids[f] for f in _DEVICE_FIELDS]
-    camp_lists = [out_camp[f] for f in _CAMPAIGN_FIELDS]
 
     try:
         if _peek(&c) != 123:
@@ -1081,7 +1115,6 @@ def decode_json_columns(bytes body, int64_t received_ms, int64_t min_ts, int64_t
                         first = 0
                         for j in range(5):
                             v = r.ids[j]
-                            (<list>ids_lists[j]).append(v)
                             if v is not None:
                                 row.dev[j] = hash_str(v, _DEV_SEED + j)
                                 if first == 0:
@@ -1089,35 +1122,37 @@ def decode_json_columns(bytes body, int64_t received_ms, int64_t min_ts, int64_t
                             else:
                                 row.dev[j] = 0
                         row.key = <int64_t>(first if first != 0 else ((h1 ^ h2) if (h1 ^ h2) != 0 else 1))
-                        out_rid.append(r.rid)
-                        out_ip.append(ip)
-                        out_packed.append(packed_b)
                         ua = r.ua
-                        out_ua.append(ua)
-                        out_platform.append(r.platform)
-                        out_os.append(r.os)
-                        out_osv.append(r.osv)
-                        out_model.append(r.model)
-                        for j in range(5):
-                            (<list>camp_lists[j]).append(r.camp[j])
                         v = r.referrer
-                        out_ref.append(v)
                         row.r1 = row.r2 = 0
                         if r.kind == KIND_INSTALL and v is not None:
                             v = click_id_of(v)
                             if v is not None:
                                 row.r1 = hash_str(v, 0)
                                 row.r2 = hash_str(v, _ID_SEED_2)
-                        out_name.append(r.name)
-                        out_rev.append(r.revenue)
-                        out_cur.append(cur)
-                        out_props.append(props)
                         if r.kind <= KIND_IMPRESSION:
                             row.fp = _fingerprint(&_FPBUF, ip, ua, None, None, None, parse_ua)
                         elif r.kind == KIND_INSTALL:
                             row.fp = _fingerprint(&_FPBUF, ip, ua, r.os, r.osv, r.model, parse_ua)
                         else:
                             row.fp = 0
+                        # nothing below raises: the row's references are complete when g counts it
+                        _keep(row, _C_RID, r.rid)
+                        for j in range(5):
+                            _keep(row, _C_IDS + j, r.ids[j])
+                            _keep(row, _C_CAMP + j, r.camp[j])
+                        _keep(row, _C_IP, ip)
+                        _keep(row, _C_PACKED, packed_b)
+                        _keep(row, _C_UA, ua)
+                        _keep(row, _C_PLATFORM, r.platform)
+                        _keep(row, _C_OS, r.os)
+                        _keep(row, _C_OSV, r.osv)
+                        _keep(row, _C_MODEL, r.model)
+                        _keep(row, _C_REF, r.referrer)
+                        _keep(row, _C_NAME, r.name)
+                        _keep(row, _C_REV, r.revenue)
+                        _keep(row, _C_CUR, cur)
+                        _keep(row, _C_PROPS, props)
                         g += 1
                         ch = _peek(&c)
                         if ch == 44:
@@ -1177,15 +1212,23 @@ def decode_json_columns(bytes body, int64_t received_ms, int64_t min_ts, int64_t
             m_r1[i] = row.r1
             m_r2[i] = row.r2
             m_k[i] = row.key
+        cols = [_take_column(rows, g, k) for k in range(_NCOLS)]
     finally:
+        if rows != NULL:
+            for i in range(g):
+                for k in range(_NCOLS):
+                    Py_XDECREF(rows[i].obj[k])   # NULL once moved into a list
         free(rows)
         free(c.scratch)
 
     columns = {
-        "index": list(range(g)), "record_id": out_rid, "ids": out_ids, "ip": out_ip, "ip_packed": out_packed,
-        "ua": out_ua, "platform": out_platform, "os": out_os, "os_version": out_osv, "model": out_model,
-        "campaign": out_camp, "referrer": out_ref, "name": out_name, "revenue": out_rev, "currency": out_cur,
-        "properties": out_props,
+        "index": list(range(g)), "record_id": cols[_C_RID],
+        "ids": {_DEVICE_FIELDS[j]: cols[_C_IDS + j] for j in range(5)},
+        "ip": cols[_C_IP], "ip_packed": cols[_C_PACKED], "ua": cols[_C_UA], "platform": cols[_C_PLATFORM],
+        "os": cols[_C_OS], "os_version": cols[_C_OSV], "model": cols[_C_MODEL],
+        "campaign": {_CAMPAIGN_FIELDS[j]: cols[_C_CAMP + j] for j in range(5)},
+        "referrer": cols[_C_REF], "name": cols[_C_NAME], "revenue": cols[_C_REV], "currency": cols[_C_CUR],
+        "properties": cols[_C_PROPS],
     }
     arrays = {"kind": a_kind, "ts": a_ts, "id_h1": a_h1, "id_h2": a_h2, "dev": a_dev, "fp": a_fp,
               "ref_h1": a_r1, "ref_h2": a_r2, "device_key": a_key}
