@@ -465,3 +465,20 @@ def test_revenue_is_the_float_msgspec_gives():
         v = got[1]["revenue"][0]
         assert type(v) is float and repr(v) == repr(want) and math.copysign(1, v) == math.copysign(1, want)
         check(raw, must_accept=True)
+
+
+def test_shared_strings_stay_right_when_the_cache_is_full():
+    # more distinct repeated-field texts than the decoder's string cache has slots (4096), near-identical
+    # ones (differing in one middle character, or only in length), over several bodies: every slot is
+    # reused and every lookup must still compare the text, not trust the hash
+    ua = "Mozilla/5.0 (Linux; Android {}; SM-S918B) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Mobile"
+    for part in range(3):
+        records = []
+        for i in range(3000):
+            n = part * 3000 + i
+            records.append(rec(id=f"r{n}", type="click", ts=NOW - n,
+                               campaign={"network": f"net-{n % 5000}", "campaign": "c" * (1 + n % 250),
+                                         "adset": f"a{n % 97}b", "ad": f"ad-{n:06d}-x", "site": "s"},
+                               device={"ua": ua.format(n % 4500), "os": f"os{n % 7}", "model": f"m{n}",
+                                       "ip": f"10.{n >> 16 & 255}.{n >> 8 & 255}.{n & 255}"}))
+        assert check(body_of(*records), must_accept=True)
