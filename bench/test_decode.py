@@ -2,6 +2,11 @@
 
 The seed system claimed "3x faster parsing"; this measures the ratio on the
 records ``unmo load`` sends.  All three produce validated records and agree.
+
+Then the whole of unmo.ingest.batch.decode_body (body -> batch columns) on the
+same body: the msgspec path (decode_body_msgspec: typed decode + build_columns)
+against the native one-pass decoder (decode_json_columns) that decode_body
+tries first for JSON, alone and within decode_body.
 """
 
 from __future__ import annotations
@@ -12,6 +17,9 @@ import msgspec
 import pytest
 
 from bench.baselines.handwritten import validate
+from unmo._native import decode_json_columns
+from unmo.config import Limits
+from unmo.ingest.batch import _HELPERS, MIN_TS_MS, decode_body, decode_body_msgspec
 from unmo.load.workload import Workload, build_templates
 from unmo.model import Envelope, Record
 
@@ -74,3 +82,61 @@ def test_decode_msgspec_whole_body(benchmark, body, findings):
                            "decode: msgspec typed, whole body, s per 1000 records")
     if s:
         benchmark.extra_info.update(events_per_s=round(N / s), x_faster_than_stdlib=ratio)
+
+
+LIMITS = Limits()
+
+
+def _received(body: bytes) -> int:
+    """A receive time a few seconds after the body's newest record (build_templates stamps them now)."""
+    return max(r["ts"] for r in msgspec.json.decode(body)["batch"]) + 5000
+
+
+def body_msgspec_path(body: bytes, received_ms: int):
+    return decode_body_msgspec(body, msgpack=False, received_ms=received_ms, limits=LIMITS)
+
+
+def body_decode(body: bytes, received_ms: int):
+    return decode_body(body, msgpack=False, received_ms=received_ms, limits=LIMITS)
+
+
+def native_columns(body: bytes, received_ms: int):
+    return decode_json_columns(body, received_ms, MIN_TS_MS, received_ms + LIMITS.max_future_ms, LIMITS.max_records,
+                               LIMITS.max_record_bytes, LIMITS.max_properties_bytes, _HELPERS)
+
+
+def test_decode_body_msgspec_path(benchmark, body, findings):
+    received = _received(body)
+    d = benchmark(body_msgspec_path, body, received)
+    assert d.batch.n == N and not d.errors
+    s = findings.add("decode_body: msgspec path (typed decode + build_columns), s per 1000 records",
+                     findings.seconds(benchmark), "s")
+    if s:
+        benchmark.extra_info["us_per_record"] = round(s / N * 1e6, 3)
+
+
+def test_decode_body_native_columns(benchmark, body, findings):
+    received = _received(body)
+    got = benchmark(native_columns, body, received)
+    assert got is not None, "the native decoder refused the load driver's body"
+    assert got[1]["record_id"] == body_msgspec_path(body, received).batch.record_id
+    s = findings.add("decode_body: native decode_json_columns alone, s per 1000 records",
+                     findings.seconds(benchmark), "s")
+    ratio = findings.ratio("decode_body: native decoder vs msgspec path (share of the time)",
+                           "decode_body: native decode_json_columns alone, s per 1000 records",
+                           "decode_body: msgspec path (typed decode + build_columns), s per 1000 records")
+    if s:
+        benchmark.extra_info.update(us_per_record=round(s / N * 1e6, 3), share_of_msgspec_path=ratio)
+
+
+def test_decode_body_with_native_path(benchmark, body, findings):
+    received = _received(body)
+    d = benchmark(body_decode, body, received)
+    assert d.batch.n == N and not d.errors
+    s = findings.add("decode_body: native path (with the per-record numeric lists), s per 1000 records",
+                     findings.seconds(benchmark), "s")
+    ratio = findings.ratio("decode_body: native path vs msgspec path (share of the time)",
+                           "decode_body: native path (with the per-record numeric lists), s per 1000 records",
+                           "decode_body: msgspec path (typed decode + build_columns), s per 1000 records")
+    if s:
+        benchmark.extra_info.update(us_per_record=round(s / N * 1e6, 3), share_of_msgspec_path=ratio)

@@ -29,7 +29,7 @@ include "kernel.pxd"
 include "columns.pxd"
 
 include "hashing.pyx"
-include "intern.pyx"
 include "copy.pyx"
 include "kernel.pyx"
 include "columns.pyx"
+include "jsondecode.pyx"

@@ -124,7 +124,6 @@ def campaign_refs(
     refs: dict[tuple[str | None, str | None, str | None, str | None, str | None], int],
     campaigns: list[tuple[str | None, str | None, str | None, str | None, str | None]],
 ) -> npt.NDArray[np.int32]: ...
-def intern_text(data: bytes) -> str: ...
 def encode_flush(
     rows: npt.NDArray[np.int64],
     segs: list[tuple[bytes, npt.NDArray[np.int64]]],
@@ -139,3 +138,13 @@ def encode_flush(
     install_ms: npt.NDArray[np.int64],
     ctit_rejected: list[str | None],
 ) -> bytes: ...
+def decode_json_columns(
+    body: bytes,
+    received_ms: int,
+    min_ts: int,
+    future_limit: int,
+    max_records: int,
+    max_record_bytes: int,
+    max_props: int,
+    helpers: tuple[Any, Any, Any, Any],
+) -> tuple[int | None, dict[str, Any], dict[str, Any]] | None: ...

@@ -30,6 +30,7 @@ from unmo._native import (
     ERR_TS_RANGE,
     build_columns,
     configure_structs,
+    decode_json_columns,
 )
 from unmo.config import Limits
 from unmo.errors import cut
@@ -327,7 +328,24 @@ _HELPERS = (parse_ua, referrer_click_id, _has_nul, _props_from_msgpack)
 
 
 def decode_body(body: bytes, *, msgpack: bool, received_ms: int, limits: Limits) -> Decoded:
-    """Decode a whole (inflated) request body.  Raises BodyError/LimitError for the request."""
+    """Decode a whole (inflated) request body.  Raises BodyError/LimitError for the request.
+
+    A JSON body whose records are all good is parsed natively in one pass (decode_json_columns);
+    anything else takes the msgspec path (decode_body_msgspec), which words the errors.
+    """
+    if not msgpack and type(body) is bytes:
+        got = decode_json_columns(
+            body, received_ms, MIN_TS_MS, received_ms + limits.max_future_ms, limits.max_records,
+            limits.max_record_bytes, limits.max_properties_bytes, _HELPERS,
+        )
+        if got is not None:
+            sent_at_ms, columns, arrays = got
+            return Decoded(Batch(n=len(columns["index"]), **columns, parts=[arrays]), [], received_ms, sent_at_ms)
+    return decode_body_msgspec(body, msgpack=msgpack, received_ms=received_ms, limits=limits)
+
+
+def decode_body_msgspec(body: bytes, *, msgpack: bool, received_ms: int, limits: Limits) -> Decoded:
+    """decode_body through msgspec's decoders and build_columns: every body, with its errors."""
     try:
         env = (_mp_envelope if msgpack else _json_envelope).decode(body)
     except msgspec.ValidationError as exc:
