@@ -31,13 +31,14 @@ nothing and is decided again under its locks (``Writer._run``).
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import datetime as dt
 import json
 import logging
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -139,6 +140,10 @@ _LOCK_AND_ADVANCE = (
 # sharing an app (--workers, replicas without affinity) must not keep trying.
 EXCLUSIVE_FLUSHES = 3
 CONTENDED_S = 30.0
+# Flushes decided ahead that may be in the database at once: the newer copies its records while the one
+# before it copies or commits, and a queue that would make one flush is split between them
+# (docs/architecture.md, "The writer's pipeline").
+IN_FLIGHT = 2
 
 
 class _DatabaseThread:
@@ -182,6 +187,20 @@ class _DatabaseThread:
             asyncio.run_coroutine_threadsafe(stop(), self.loop).result(timeout=10)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(timeout=10)
+
+
+class _LockOrder:
+    """The order in which flushes in flight take their apps' locks: a flush copies its records first and
+    waits for the one before it to hold its locks (``after``) before asking for its own; ``locked`` is
+    set once it holds them, or has ended without (thread-safe futures: each flush is on its own thread)."""
+
+    def __init__(self, after: concurrent.futures.Future[None] | None) -> None:
+        self.after = after
+        self.locked: concurrent.futures.Future[None] = concurrent.futures.Future()
+
+    def release(self) -> None:
+        with contextlib.suppress(concurrent.futures.InvalidStateError):
+            self.locked.set_result(None)
 
 
 def _by_app(subs: list[Submission]) -> dict[int, list[Submission]]:
@@ -233,8 +252,10 @@ class Writer:
         self, pool: asyncpg.Pool, limits: Limits, metrics: Any = None, database_url: str | None = None
     ) -> None:
         self.pool = pool
-        # with a URL, flushes decided ahead are committed by a thread of their own (_DatabaseThread)
-        self._db = _DatabaseThread(database_url) if database_url else None
+        # with a URL, flushes decided ahead are committed by threads of their own (_DatabaseThread), one a
+        # flush in flight (IN_FLIGHT), taken in turn
+        self._dbs = [_DatabaseThread(database_url) for _ in range(IN_FLIGHT)] if database_url else []
+        self._db_turn = 0
         self.limits = limits
         self.metrics = metrics
         self.states: dict[int, AppKernel] = {}
@@ -268,8 +289,8 @@ class Writer:
             await self._task
         if self._probe_task is not None:
             self._probe_task.cancel()
-        if self._db is not None:
-            await asyncio.to_thread(self._db.close)
+        for db in self._dbs:
+            await asyncio.to_thread(db.close)
 
     @property
     def queued_records(self) -> int:
@@ -311,19 +332,21 @@ class Writer:
     async def _run(self) -> None:
         # The commit of one flush overlaps the deciding of the next: while flush N is in the database
         # (COPY, COMMIT), flush N+1 is decided in memory on top of N's decisions (ahead of its locks:
-        # N may still fail), then waits for N's end before its own transaction, which checks that
-        # nothing changed underneath (the app's state is the same object, app_log.seq the one it was
-        # decided against).  When N failed or another process wrote the app, N+1 stores nothing and
-        # is decided again under the locks.  Only this task decides: a flush decided under its locks
-        # (a new app, one another process writes, a retry) is awaited before anything else is decided.
-        previous: asyncio.Task[list[Submission] | None] | None = None
-        previous_ahead = False
+        # N may still fail) and goes to the database too, on a connection of its own: it copies its
+        # records while N copies or commits, then waits for the apps' locks (held by N until its
+        # commit) and checks that nothing changed underneath (the app's state is the same object,
+        # app_log.seq the one it was decided against).  When N failed or another process wrote the
+        # app, N+1's copies roll back and its requests are decided again under the locks, after N's.
+        # At most IN_FLIGHT flushes are under way, settled oldest first; what is queued is shared
+        # between the free places, so that both of PostgreSQL's cores copy.  Only this task decides: a
+        # flush decided under its locks (a new app, one another process writes, a retry) is awaited
+        # before anything else is decided.
+        inflight: list[tuple[asyncio.Task[list[Submission] | None], _LockOrder | None]] = []  # oldest first
         copying = asyncio.Event()
         try:
             while True:
-                if previous is not None and previous.done():
-                    await self._settle(previous)  # at once: a retry must not wait for the next request
-                    previous = None
+                while inflight and inflight[0][0].done():
+                    await self._settle(inflight.pop(0)[0])  # at once: a retry must not wait for the next request
                 if not self._queue:
                     if self._closing:
                         return
@@ -332,37 +355,48 @@ class Writer:
                     continue
                 if self._queued_records < self.limits.flush_max_records and not self._closing:
                     await asyncio.sleep(self.limits.flush_delay_ms / 1000.0)
+                if inflight and inflight[-1][1] is None:
+                    while inflight:  # a flush decided under its locks ends before the next is decided
+                        await self._settle(inflight.pop(0)[0])
+                limit = self.limits.flush_max_records
+                free = IN_FLIGHT - len(inflight)
+                if free > 1 and self._dbs and self._can_decide_ahead(self._queue):
+                    limit = min(limit, -(-self._queued_records // free))  # this flush's share of the queue
                 take: list[Submission] = []
                 count = 0
-                while self._queue and (
-                    not take or count + self._queue[0].batch.n <= self.limits.flush_max_records
-                ):
+                while self._queue and (not take or count + self._queue[0].batch.n <= limit):
                     s = self._queue.pop(0)
                     take.append(s)
                     count += s.batch.n
                 self._queued_records -= count
                 self._in_flush += count
                 self._set_queue_gauge()
-                if previous is not None and not previous_ahead:
-                    await self._settle(previous)
-                    previous = None
-                if previous is not None:
-                    # decide while the previous flush's records are copied, not before its transaction
-                    # starts: this task and that one share the event loop
+                if inflight:
+                    # decide once the previous flush's records are being copied: before that, this task
+                    # would hold up the start of its transaction
                     await copying.wait()
                 ahead = await self._decide_ahead(take)
-                if previous is not None and await self._settle(previous) and ahead is not None:
-                    # the previous flush was decided again: what this one decided on top of it is void
+                retried = False
+                while inflight and (len(inflight) >= IN_FLIGHT or ahead is None):
+                    retried = await self._settle(inflight.pop(0)[0]) or retried
+                if retried and ahead is not None:
+                    # an earlier flush was decided again: what this one decided on top of it is void
                     for s in take:
                         self.states.pop(s.app_id, None)
                     ahead = None
+                    while inflight:
+                        await self._settle(inflight.pop(0)[0])
+                order = None
+                if ahead is not None:
+                    # the flush before it, while still under way, takes its locks first
+                    order = _LockOrder(inflight[-1][1].locked if inflight and inflight[-1][1] else None)
                 copying = asyncio.Event()
-                previous = asyncio.create_task(self._commit(take, ahead, copying), name="unmo-flush")
-                previous.add_done_callback(lambda _task: self._wake.set())
-                previous_ahead = ahead is not None
+                task = asyncio.create_task(self._commit(take, ahead, copying, order), name="unmo-flush")
+                task.add_done_callback(lambda _task: self._wake.set())
+                inflight.append((task, order))
         finally:
-            if previous is not None:
-                await self._settle(previous)
+            while inflight:
+                await self._settle(inflight.pop(0)[0])
 
     async def _settle(self, task: asyncio.Task[list[Submission] | None]) -> bool:
         """Wait for a flush; when it was decided ahead and did not commit, decide and commit its requests
@@ -377,7 +411,8 @@ class Writer:
         return True
 
     async def _commit(
-        self, subs: list[Submission], ahead: dict[int, _AppWork] | None, copying: asyncio.Event
+        self, subs: list[Submission], ahead: dict[int, _AppWork] | None, copying: asyncio.Event,
+        order: _LockOrder | None = None,
     ) -> list[Submission] | None:
         """Commit a flush; returns its requests when it was decided ahead and stored nothing."""
         if ahead is None:
@@ -388,9 +423,11 @@ class Writer:
                 copying.set()
             return None
         try:
-            await self.flush(subs, ahead, copying)
+            await self.flush(subs, ahead, copying, order)
         except Exception as exc:  # whatever it was, the retry under the locks reports it
             copying.set()
+            if order is not None:
+                order.release()
             if not isinstance(exc, _Conflict):
                 log.warning("flush decided ahead failed, deciding again: %s", exc.__class__.__name__)
             for s in subs:
@@ -492,20 +529,25 @@ class Writer:
 
     # -- one flush ----------------------------------------------------------
     async def flush(
-        self, subs: list[Submission], ahead: dict[int, _AppWork] | None = None, copying: asyncio.Event | None = None
+        self, subs: list[Submission], ahead: dict[int, _AppWork] | None = None, copying: asyncio.Event | None = None,
+        order: _LockOrder | None = None,
     ) -> None:
         """One group commit.  ``ahead``: the flush's apps decided already (``_decide_ahead``); its
         transaction raises _Conflict, storing nothing, when a state changed underneath them.
         ``copying`` is set when the records' COPY starts: the writer decides the next flush meanwhile."""
         t0 = time.perf_counter()
-        if ahead is not None and self._db is not None:
-            # decided already: only database work is left, done by the writer's own thread
+        if ahead is not None and self._dbs:
+            # decided already: only database work is left, done by one of the writer's threads (the flushes
+            # in flight take them in turn, so no two of them share one)
+            db = self._dbs[self._db_turn]
+            self._db_turn = (self._db_turn + 1) % len(self._dbs)
             loop = asyncio.get_running_loop()
             signal = None if copying is None else (lambda: loop.call_soon_threadsafe(copying.set))
-            answers, committed = await self._db.run(lambda conn: self._store(conn, subs, ahead, signal))
+            answers, committed = await db.run(lambda conn: self._store(conn, subs, ahead, signal, order))
         else:
             async with self.pool.acquire() as conn:
-                answers, committed = await self._store(conn, subs, ahead, None if copying is None else copying.set)
+                answers, committed = await self._store(conn, subs, ahead, None if copying is None else copying.set,
+                                                       order)
         if ahead is None:
             for app_id, seq in committed.items():
                 held = self.states.get(app_id)
@@ -525,15 +567,42 @@ class Writer:
         subs: list[Submission],
         ahead: dict[int, _AppWork] | None,
         copying: Callable[[], object] | None,
+        order: _LockOrder | None = None,
     ) -> tuple[dict[int, Outcome], dict[int, int]]:
         """The flush's transaction; returns the answers by id(submission) and the seq of each app."""
+        try:
+            return await self._transaction(conn, subs, ahead, copying, order)
+        finally:
+            if order is not None:
+                order.release()
+
+    async def _transaction(
+        self,
+        conn: asyncpg.Connection,
+        subs: list[Submission],
+        ahead: dict[int, _AppWork] | None,
+        copying: Callable[[], object] | None,
+        order: _LockOrder | None,
+    ) -> tuple[dict[int, Outcome], dict[int, int]]:
         by_app = _by_app(subs)
         app_ids = sorted(by_app)
         answers: dict[int, Outcome] = {}
         committed: dict[int, int] = {}
         async with conn.transaction():
+            if ahead is not None:
+                # decided already: copy first, then wait for the apps' locks (the previous flush's commit,
+                # which holds them) and check; a conflict rolls the copies back.  So the COPY of this flush
+                # runs while the previous one copies or commits, on a connection of its own (Writer._dbs).
+                if copying is not None:
+                    copying()
+                await self._copy(conn, ahead.values())
+                copying = None
+                if order is not None and order.after is not None:
+                    await asyncio.wrap_future(order.after)  # the flush before this one holds its locks
             # lock the apps' rows in app order (two processes never deadlock) and advance their seq
             locked = await conn.fetch(_LOCK_AND_ADVANCE, app_ids)
+            if order is not None:
+                order.release()
             seqs = {r["app_id"]: r["seq"] for r in locked}
             works: dict[int, _AppWork] = {}
             for app_id in app_ids:
@@ -552,26 +621,29 @@ class Writer:
                     w = await self._decide(conn, state, app_id, seq, by_app[app_id])
                 works[app_id] = w
                 committed[app_id] = seq
-            if copying is not None:
-                copying()
-            for w in works.values():
-                if w.stream is not None:
-                    await conn.copy_to_table(
-                        "records",
-                        schema_name="unmo",
-                        source=memoryview(w.stream),
-                        columns=RECORD_COLUMNS,
-                        format="binary",
-                    )
-            install_rows = [row for w in works.values() for row in w.install_rows]
-            if install_rows:
-                await conn.copy_records_to_table(
-                    "installs", schema_name="unmo", records=install_rows, columns=INSTALL_COLUMNS
-                )
+            if ahead is None:
+                if copying is not None:
+                    copying()
+                await self._copy(conn, works.values())
             for app_id, w in works.items():
                 for s, o in zip(w.subs, await self._finish(conn, app_id, w), strict=True):
                     answers[id(s)] = o
         return answers, committed
+
+    async def _copy(self, conn: asyncpg.Connection, works: Iterable[_AppWork]) -> None:
+        """The flush's rows: its records (the streams encoded when deciding) and its install results."""
+        install_rows = []
+        for w in works:
+            if w.stream is not None:
+                await conn.copy_to_table(
+                    "records", schema_name="unmo", source=memoryview(w.stream), columns=RECORD_COLUMNS,
+                    format="binary",
+                )
+            install_rows.extend(w.install_rows)
+        if install_rows:
+            await conn.copy_records_to_table(
+                "installs", schema_name="unmo", records=install_rows, columns=INSTALL_COLUMNS
+            )
 
     async def _state_for(self, conn: asyncpg.Connection, app_id: int, seq_db: int) -> AppKernel:
         state = self.states.get(app_id)
