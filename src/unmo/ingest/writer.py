@@ -22,10 +22,13 @@ from the database on next use.  See docs/architecture.md.
 That is a flush decided under its locks.  Once this process has found that it
 alone writes an app, the app's flushes are decided *ahead*: steps 2-3 and the
 COPY encoding run while the previous flush's records are copied, before the
-locks; the transaction (run by the writer's own thread and connection) then
-only checks that the state is still the one decided on and that ``app_log.seq``
-did not move, copies and commits.  When either changed, the flush stores
-nothing and is decided again under its locks (``Writer._run``).
+locks; the transaction (run by one of the writer's threads, each with its own
+connection) copies first, takes the locks once the flush before it holds
+them, checks that the state is still the one decided on and that
+``app_log.seq`` did not move, and commits.  Two such flushes are in the
+database at once, the newer copying while the older commits.  When either
+check fails, the flush's copies roll back, it stores nothing and is decided
+again under its locks (``Writer._run``).
 """
 
 from __future__ import annotations
