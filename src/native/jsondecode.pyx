@@ -761,10 +761,10 @@ cdef int _ip_value(_JCtx *c, _Rec r) except -2:
     return 0
 
 
-cdef int _parse_device(_JCtx *c, _Rec r) except -2:
-    cdef int ch = _peek(c), f, more
-    cdef uint32_t seen = 0
-    cdef object v
+cdef inline int _open_object(_JCtx *c) noexcept nogil:
+    """An optional object's start (device, campaign): 1 when an object with keys follows (c.pos after its
+    '{'), 0 for null or {} (consumed), -1 for anything else."""
+    cdef int ch = _peek(c)
     if ch == 110:
         return 0 if _lit(c, "null", 4) else -1
     if ch != 123:
@@ -773,7 +773,13 @@ cdef int _parse_device(_JCtx *c, _Rec r) except -2:
     if _peek(c) == 125:
         c.pos += 1
         return 0
-    more = 1
+    return 1
+
+
+cdef int _parse_device(_JCtx *c, _Rec r) except -2:
+    cdef int f, more = _open_object(c)
+    cdef uint32_t seen = 0
+    cdef object v
     while more == 1:
         if _object_key(c) != 0:
             return -1
@@ -839,18 +845,9 @@ cdef int _parse_device(_JCtx *c, _Rec r) except -2:
 
 
 cdef int _parse_campaign(_JCtx *c, _Rec r) except -2:
-    cdef int ch = _peek(c), f, more
+    cdef int f, more = _open_object(c)
     cdef uint32_t seen = 0
     cdef object v
-    if ch == 110:
-        return 0 if _lit(c, "null", 4) else -1
-    if ch != 123:
-        return -1
-    c.pos += 1
-    if _peek(c) == 125:
-        c.pos += 1
-        return 0
-    more = 1
     while more == 1:
         if _object_key(c) != 0:
             return -1
