@@ -132,11 +132,14 @@ def test_interleaved_batches_through_two_processes_decide_as_one(database, topol
         else:
             batches_left = batches
         answers += send_concurrently([s.url for s in servers], app["sdk_key"], batches_left)
-        # both processes really took part, and caught up with each other's commits
+        # both processes really took part, and caught up with each other's commits.  Two servers get the
+        # requests in turn (urls[i % 2]), so they must; the workers of one server share a listening socket
+        # and the kernel may hand every connection to the same one (seen in CI on a fast machine), so
+        # there only the stored state below is required to be a single process's
         catch_up = sum(float(line.split()[-1]) for s in servers
                        for line in httpx.get(s.url + "/metrics").text.splitlines()
                        if line.startswith("unmo_catch_up_records_total"))
-        assert catch_up > 0 or topology == "one server, failing flushes"
+        assert catch_up > 0 or topology != "two servers"
     finally:
         for s in servers:
             s.stop()
