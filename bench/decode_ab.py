@@ -5,8 +5,7 @@
 Each round times 5 passes over 4 rendered 1000-record templates of the load
 driver with each of: the msgspec path (decode_body_msgspec: what decode_body
 did before the native decoder), decode_body (native decoder first), and the
-native decoder alone (decode_body without the per-record numeric lists it still
-makes for Batch).  Prints the median (and min, max) microseconds per record.
+native decoder alone (decode_body without making the Batch).  Prints the median (and min, max) microseconds per record.
 """
 
 from __future__ import annotations

@@ -24,7 +24,7 @@ import uvloop
 from unmo.config import Limits
 from unmo.ingest.batch import Batch, decode_body
 from unmo.ingest.rows import RECORD_COLUMNS, encode_records
-from unmo.load.ceiling import SCRATCH_SCHEMA, _scratch_table
+from unmo.load.ceiling import SCRATCH_SCHEMA, _scratch_table, own_campaigns
 from unmo.load.workload import Workload, build_templates, new_run_id
 from unmo.model import CAMPAIGN_FIELDS, DEVICE_ID_FIELDS
 
@@ -46,8 +46,7 @@ def batches() -> dict[int, Batch]:
 def campaigns(b: Batch) -> tuple[np.ndarray, list[tuple[str | None, ...]]]:
     """The campaign refs and table the kernel hands the writer (each row's own campaign; built outside the
     timing)."""
-    table = [tuple(b.campaign[f][i] for f in CAMPAIGN_FIELDS) for i in range(b.n)]
-    return np.array([i if b.campaign["network"][i] else -1 for i in range(b.n)], dtype=np.int32), table
+    return own_campaigns(b)
 
 
 def encode(b: Batch, campaign: tuple[np.ndarray, list[tuple[str | None, ...]]]) -> tuple[bytes, int]:

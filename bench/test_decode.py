@@ -115,28 +115,27 @@ def test_decode_body_msgspec_path(benchmark, body, findings):
         benchmark.extra_info["us_per_record"] = round(s / N * 1e6, 3)
 
 
+def _against_msgspec_path(benchmark, findings, label: str, what: str) -> None:
+    """Record ``label``'s seconds and its share of the msgspec path's time (``what`` names the pair)."""
+    s = findings.add(label, findings.seconds(benchmark), "s")
+    ratio = findings.ratio(f"decode_body: {what} vs msgspec path (share of the time)", label,
+                           "decode_body: msgspec path (typed decode + build_columns), s per 1000 records")
+    if s:
+        benchmark.extra_info.update(us_per_record=round(s / N * 1e6, 3), share_of_msgspec_path=ratio)
+
+
 def test_decode_body_native_columns(benchmark, body, findings):
     received = _received(body)
     got = benchmark(native_columns, body, received)
     assert got is not None, "the native decoder refused the load driver's body"
     assert got[1]["record_id"] == body_msgspec_path(body, received).batch.record_id
-    s = findings.add("decode_body: native decode_json_columns alone, s per 1000 records",
-                     findings.seconds(benchmark), "s")
-    ratio = findings.ratio("decode_body: native decoder vs msgspec path (share of the time)",
-                           "decode_body: native decode_json_columns alone, s per 1000 records",
-                           "decode_body: msgspec path (typed decode + build_columns), s per 1000 records")
-    if s:
-        benchmark.extra_info.update(us_per_record=round(s / N * 1e6, 3), share_of_msgspec_path=ratio)
+    _against_msgspec_path(benchmark, findings, "decode_body: native decode_json_columns alone, s per 1000 records",
+                          "native decoder")
 
 
 def test_decode_body_with_native_path(benchmark, body, findings):
     received = _received(body)
     d = benchmark(body_decode, body, received)
     assert d.batch.n == N and not d.errors
-    s = findings.add("decode_body: native path (with the per-record numeric lists), s per 1000 records",
-                     findings.seconds(benchmark), "s")
-    ratio = findings.ratio("decode_body: native path vs msgspec path (share of the time)",
-                           "decode_body: native path (with the per-record numeric lists), s per 1000 records",
-                           "decode_body: msgspec path (typed decode + build_columns), s per 1000 records")
-    if s:
-        benchmark.extra_info.update(us_per_record=round(s / N * 1e6, 3), share_of_msgspec_path=ratio)
+    _against_msgspec_path(benchmark, findings, "decode_body: native path (Batch included), s per 1000 records",
+                          "native path")

@@ -417,7 +417,7 @@ def build_columns(list records, list index, list raws, bint msgpack, int64_t ske
             out_osv.append(dosv)
             out_model.append(dmodel)
         else:
-            ua = None
+            ua = dos = dosv = dmodel = dplat = None
             out_ua.append(None); out_platform.append(None); out_os.append(None)
             out_osv.append(None); out_model.append(None)
         for j in range(5):
@@ -449,9 +449,7 @@ def build_columns(list records, list index, list raws, bint msgpack, int64_t ske
         m_h1[g] = h1
         m_h2[g] = h2
         seg_record(&_SEGBUF, kind, rid, ts, ids_lists[0][g], ids_lists[1][g], ids_lists[2][g], ids_lists[3][g],
-                   ids_lists[4][g], packed_b, ua, dplat if dev is not None else None,
-                   dos if dev is not None else None, dosv if dev is not None else None,
-                   dmodel if dev is not None else None, out_ref[g], name, rev, cur, props, fp)
+                   ids_lists[4][g], packed_b, ua, dplat, dos, dosv, dmodel, out_ref[g], name, rev, cur, props, fp)
         g += 1
         m_seg[g] = <int64_t>_SEGBUF.len
 

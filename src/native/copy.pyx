@@ -21,6 +21,17 @@ cdef inline int _reserve(unmo_wbuf *b, size_t extra) except -1:
     return 0
 
 
+cdef inline void _put_sized(unmo_wbuf *b, const char *p, Py_ssize_t n, bint jsonb) noexcept:
+    """A text or jsonb field of ``n`` bytes into a buffer with room for it (n + 4, and 1 more for jsonb)."""
+    if jsonb:
+        # jsonb's binary form is a version byte (1) followed by the JSON text.
+        unmo_put_be32(b, <int32_t>(n + 1))
+        unmo_put_bytes(b, b"\x01", 1)
+    else:
+        unmo_put_be32(b, <int32_t>n)
+    unmo_put_bytes(b, p, <size_t>n)
+
+
 cdef int _put_text(unmo_wbuf *b, object v, bint jsonb) except -1:
     cdef Py_ssize_t n
     cdef const char *p
@@ -36,13 +47,7 @@ cdef int _put_text(unmo_wbuf *b, object v, bint jsonb) except -1:
     else:
         raise TypeError(f"text column: expected str, bytes or None, got {type(v).__name__}")
     _reserve(b, <size_t>n + 5)
-    if jsonb:
-        # jsonb's binary form is a version byte (1) followed by the JSON text.
-        unmo_put_be32(b, <int32_t>(n + 1))
-        unmo_put_bytes(b, b"\x01", 1)
-    else:
-        unmo_put_be32(b, <int32_t>n)
-    unmo_put_bytes(b, p, <size_t>n)
+    _put_sized(b, p, n, jsonb)
     return 0
 
 
@@ -264,12 +269,7 @@ cdef inline void _put_str_sized(unmo_wbuf *b, object v, bint jsonb):
         unmo_put_be32(b, -1)
         return
     p = PyUnicode_AsUTF8AndSize(v, &n)
-    if jsonb:
-        unmo_put_be32(b, <int32_t>(n + 1))
-        unmo_put_bytes(b, b"\x01", 1)
-    else:
-        unmo_put_be32(b, <int32_t>n)
-    unmo_put_bytes(b, p, <size_t>n)
+    _put_sized(b, p, n, jsonb)
 
 
 def encode_flush(const int64_t[::1] rows, list segs, const int64_t[::1] device_key, int64_t app_id,

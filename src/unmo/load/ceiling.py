@@ -23,7 +23,7 @@ import asyncpg
 import numpy as np
 
 from unmo.config import Limits
-from unmo.ingest.batch import decode_body
+from unmo.ingest.batch import Batch, decode_body
 from unmo.ingest.rows import RECORD_COLUMNS, encode_records
 from unmo.load.driver import LoadResult
 from unmo.load.workload import Workload, build_templates, id_prefix
@@ -40,6 +40,14 @@ class Buffers:
     rows: int
 
 
+def own_campaigns(b: Batch) -> tuple[np.ndarray, list[tuple[str | None, ...]]]:
+    """encode_records' ``camp`` and ``campaigns`` giving each row its own campaign, as a touch stores it
+    (rows without a network: none)."""
+    campaigns = [tuple(b.campaign[f][i] for f in CAMPAIGN_FIELDS) for i in range(b.n)]
+    camp = np.array([i if b.campaign["network"][i] else -1 for i in range(b.n)], dtype=np.int32)
+    return camp, campaigns
+
+
 def prebuilt_buffers(batch_size: int, devices: int, seed: int, run_id: str, count: int = 4) -> Buffers:
     """``count`` COPY streams of the load's rows, encoded by the server's own encoder."""
     workload = Workload(batch_size=batch_size, devices=devices, seed=seed, templates=count)
@@ -53,9 +61,7 @@ def prebuilt_buffers(batch_size: int, devices: int, seed: int, run_id: str, coun
         if b.n != batch_size or decoded.errors:
             raise RuntimeError(f"copy ceiling: the workload decoded to {b.n} good records of {batch_size} "
                                f"({decoded.errors[:1]})")
-        # each row's own campaign, as a touch stores it
-        campaigns = [tuple(b.campaign[f][i] for f in CAMPAIGN_FIELDS) for i in range(b.n)]
-        camp = np.array([i if b.campaign["network"][i] else -1 for i in range(b.n)], dtype=np.int32)
+        camp, campaigns = own_campaigns(b)
         stream, n = encode_records(
             b, app_id=-1, seq=1, keep=np.ones(b.n, dtype=bool), ord_=np.arange(b.n, dtype=np.int32),
             received=np.full(b.n, now, dtype=np.int64), outcome=np.zeros(b.n, dtype=np.int16), camp=camp,
