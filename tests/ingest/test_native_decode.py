@@ -489,3 +489,19 @@ def test_shared_strings_stay_right_when_the_cache_is_full():
                                device={"ua": ua.format(n % 4500), "os": f"os{n % 7}", "model": f"m{n}",
                                        "ip": f"10.{n >> 16 & 255}.{n >> 8 & 255}.{n & 255}"}))
         assert check(body_of(*records), must_accept=True)
+
+
+def test_short_repeated_texts_share_one_str_across_bodies():
+    # texts that differ only in their last bytes ("ad-0" ... "ad-10", "net-campaign-0" ... "-22"), short and
+    # long, each keep a cache slot of their own: a second body gets the very str objects of the first (the
+    # slot was the low bits of a product, and they replaced each other)
+    records = [rec(id=f"r{n}", type="click", ts=NOW - n,
+                   campaign={"network": "googleadwords_int", "campaign": f"googleadwords_int-campaign-{n % 23}",
+                             "ad": f"ad-{n % 11}", "site": f"site-{n % 7}", "adset": f"adset-{n % 5}"})
+               for n in range(23 * 11 * 7)]
+    first = native(body_of(*records))
+    second = native(body_of(*records))
+    assert first is not None and second is not None
+    for name in ("campaign", "ad", "site", "adset"):
+        a, b = first[1]["campaign"][name], second[1]["campaign"][name]
+        assert a == b and all(x is y for x, y in zip(a, b, strict=True)), name
