@@ -63,13 +63,15 @@ def tuples(b: Batch) -> list[tuple[Any, ...]]:
     now = dt.datetime.now(dt.UTC)
     out = []
     key, kind, ts, fp = (b.device_key.tolist(), b.kind.tolist(), b.ts.tolist(), b.fp.view(np.int64).tolist())
+    ids = b.ids  # this and the columns below are read back from the segments: once, not a row at a time
+    own = [b.segment_column(name) for name in ("ip", "ua", "platform", "os", "os_version", "model", "referrer",
+                                               "name", "revenue", "currency", "properties")]
     for i in range(b.n):
         out.append((
             key[i], 1, now, 1, i, 0, *[b.campaign[f][i] for f in CAMPAIGN_FIELDS],
             None, None,  # the reports' install_ms and ctit_rejected: NULL, as encode_records writes them here
             kind[i], b.record_id[i], dt.datetime.fromtimestamp(ts[i] / 1000, dt.UTC),
-            *[b.ids[f][i] for f in DEVICE_ID_FIELDS], b.ip[i], b.ua[i], b.platform[i], b.os[i], b.os_version[i],
-            b.model[i], b.referrer[i], b.name[i], b.revenue[i], b.currency[i], b.properties[i], fp[i] or None,
+            *[ids[f][i] for f in DEVICE_ID_FIELDS], *[col[i] for col in own], fp[i] or None,
         ))
     return out
 

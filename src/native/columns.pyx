@@ -238,12 +238,13 @@ def build_columns(list records, list index, list raws, bint msgpack, int64_t ske
     positions in the request, ``raws`` their raw bytes.  ``helpers`` gives
     parse_ua(ua), referrer_click_id(referrer), has_nul(record) -> path and
     props_from_msgpack(raw) -> JSON text or None.  Returns ``(columns, errors, arrays)``:
-    columns is a dict of the text columns' lists keyed like unmo.ingest.batch.Batch's
-    fields, errors a list of ``(index, code, record)``, arrays the numeric columns
-    as Batch.arrays() gives them.
+    columns is a dict of Batch's list fields (index, record_id, campaign) and its
+    segments (every other column of a record is only in its segment:
+    unmo.ingest.batch.SEGMENT_ONLY), errors a list of ``(index, code, record)``,
+    arrays the numeric columns as Batch.arrays() gives them.
     """
     cdef Py_ssize_t i, n = len(records), j, plen
-    cdef object rec, dev, camp, rid, v, ip, props, rev, cur, ua, typ, ts_obj, parsed, praw, name, dip
+    cdef object rec, dev, camp, rid, v, ip, props, rev, cur, ua, typ, ts_obj, parsed, praw, name, dip, referrer
     cdef object dos = None, dosv = None, dmodel = None, dplat
     cdef bint fast, fast_dev, fast_camp
     cdef bint found
@@ -257,10 +258,7 @@ def build_columns(list records, list index, list raws, bint msgpack, int64_t ske
 
     parse_ua, click_id_of, has_nul, props_from_msgpack = helpers
 
-    out_index = []; out_rid = []; out_ip = []; out_packed = []; out_ua = []; out_platform = []
-    out_os = []; out_osv = []; out_model = []; out_ref = []; out_name = []; out_rev = []; out_cur = []
-    out_props = []
-    out_ids = {f: [] for f in _DEVICE_FIELDS}
+    out_index = []; out_rid = []
     out_camp = {f: [] for f in _CAMPAIGN_FIELDS}
     errors = []
     # the numeric columns, filled in place (no Python int a value)
@@ -276,7 +274,7 @@ def build_columns(list records, list index, list raws, bint msgpack, int64_t ske
     cdef uint64_t[:, ::1] m_dev = a_dev
     cdef Py_ssize_t g = 0  # good records so far
     cdef uint64_t fp
-    cdef list ids_lists = [out_ids[f] for f in _DEVICE_FIELDS]
+    cdef list ids = [None] * 5   # the record's normalised device ids
     cdef list camp_lists = [out_camp[f] for f in _CAMPAIGN_FIELDS]
     cdef uint64_t hashes[5]
     # each good record's SEGMENT_COLUMNS, binary COPY encoded (copy.pyx seg_record)
@@ -390,7 +388,7 @@ def build_columns(list records, list index, list raws, bint msgpack, int64_t ske
         for j in range(5):
             v = (None if dev is None else _norm_id(_slot(dev, _D_IDS[j]) if fast_dev
                                                    else getattr(dev, _DEVICE_FIELDS[j])))
-            (<list>ids_lists[j]).append(v)
+            ids[j] = v
             if v is not None:
                 hashes[j] = hash_str(v, _DEV_SEED + j)
                 if first == 0:
@@ -403,28 +401,18 @@ def build_columns(list records, list index, list raws, bint msgpack, int64_t ske
         m_key[g] = <int64_t>hh
         out_index.append(index[i])
         out_rid.append(rid)
-        out_ip.append(ip)
-        out_packed.append(packed_b)
         if dev is not None:
             if fast_dev:
                 ua = _slot(dev, _D_UA); dos = _slot(dev, _D_OS); dosv = _slot(dev, _D_OSV)
                 dmodel = _slot(dev, _D_MODEL); dplat = _slot(dev, _D_PLATFORM)
             else:
                 ua = dev.ua; dos = dev.os; dosv = dev.os_version; dmodel = dev.model; dplat = dev.platform
-            out_ua.append(ua)
-            out_platform.append(dplat)
-            out_os.append(dos)
-            out_osv.append(dosv)
-            out_model.append(dmodel)
         else:
             ua = dos = dosv = dmodel = dplat = None
-            out_ua.append(None); out_platform.append(None); out_os.append(None)
-            out_osv.append(None); out_model.append(None)
         for j in range(5):
             (<list>camp_lists[j]).append(None if camp is None else _slot(camp, _C_FIELDS[j]) if fast_camp
                                          else getattr(camp, _CAMPAIGN_FIELDS[j]))
-        v = _slot(rec, _R_REFERRER) if fast else rec.referrer
-        out_ref.append(v)
+        referrer = v = _slot(rec, _R_REFERRER) if fast else rec.referrer
         r1 = r2 = 0
         if kind == KIND_INSTALL and v is not None:
             v = click_id_of(v)
@@ -433,10 +421,6 @@ def build_columns(list records, list index, list raws, bint msgpack, int64_t ske
                 r2 = hash_str(v, _ID_SEED_2)
         m_r1[g] = r1
         m_r2[g] = r2
-        out_name.append(name)
-        out_rev.append(rev)
-        out_cur.append(cur)
-        out_props.append(props)
         if kind <= KIND_IMPRESSION:
             fp = _fingerprint(&_FPBUF, ip, ua, None, None, None, parse_ua)
         elif kind == KIND_INSTALL and dev is not None:
@@ -448,17 +432,14 @@ def build_columns(list records, list index, list raws, bint msgpack, int64_t ske
         m_ts[g] = ts
         m_h1[g] = h1
         m_h2[g] = h2
-        seg_record(&_SEGBUF, kind, rid, ts, ids_lists[0][g], ids_lists[1][g], ids_lists[2][g], ids_lists[3][g],
-                   ids_lists[4][g], packed_b, ua, dplat, dos, dosv, dmodel, out_ref[g], name, rev, cur, props, fp)
+        seg_record(&_SEGBUF, kind, rid, ts, ids[0], ids[1], ids[2], ids[3], ids[4], packed_b, ua, dplat, dos,
+                   dosv, dmodel, referrer, name, rev, cur, props, fp)
         g += 1
         m_seg[g] = <int64_t>_SEGBUF.len
 
     columns = {
-        "index": out_index, "record_id": out_rid, "ids": out_ids, "ip": out_ip, "ip_packed": out_packed,
-        "ua": out_ua, "platform": out_platform, "os": out_os, "os_version": out_osv, "model": out_model,
-        "campaign": out_camp, "referrer": out_ref, "name": out_name, "revenue": out_rev, "currency": out_cur,
-        "properties": out_props, "segs": [(PyBytes_FromStringAndSize(_SEGBUF.data, <Py_ssize_t>_SEGBUF.len),
-                                           a_seg[:g + 1])],
+        "index": out_index, "record_id": out_rid, "campaign": out_camp,
+        "segs": [(PyBytes_FromStringAndSize(_SEGBUF.data, <Py_ssize_t>_SEGBUF.len), a_seg[:g + 1])],
     }
     arrays = {"kind": a_kind[:g], "ts": a_ts[:g], "id_h1": a_h1[:g], "id_h2": a_h2[:g], "dev": a_dev[:g],
               "fp": a_fp[:g], "ref_h1": a_r1[:g], "ref_h2": a_r2[:g], "device_key": a_key[:g]}

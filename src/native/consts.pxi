@@ -19,6 +19,10 @@ cdef enum:
     COL_INET = 8
     COL_BOOL = 9
 
+# Fields a record's segment holds (seg_record; unmo.ingest.rows.SEGMENT_COLUMNS, a test checks it).
+cdef enum:
+    SEGMENT_FIELDS = 20
+
 # Microseconds between the Unix epoch and PostgreSQL's epoch (2000-01-01 UTC).
 cdef int64_t PG_EPOCH_MS = 946684800000
 

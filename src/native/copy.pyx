@@ -363,3 +363,50 @@ def encode_flush(const int64_t[::1] rows, list segs, const int64_t[::1] device_k
     finally:
         free(ptr)
         free(plen)
+
+
+SEGMENT_FIELD_COUNT = SEGMENT_FIELDS  # for the test that keeps it in step with SEGMENT_COLUMNS
+
+
+cdef inline int32_t _get_be32(const unsigned char *p) noexcept:
+    return <int32_t>((<uint32_t>p[0] << 24) | (<uint32_t>p[1] << 16) | (<uint32_t>p[2] << 8) | <uint32_t>p[3])
+
+
+def seg_field(list segs, int col):
+    """Field ``col`` (a position in SEGMENT_COLUMNS of unmo.ingest.rows) of every row of the segment
+    parts ``segs`` (``(buffer, offsets)`` as encode_flush takes them): its binary COPY value as bytes, None
+    for NULL.  The rows' own columns are kept only in their segments; this reads one of them back."""
+    cdef const unsigned char *base
+    cdef const unsigned char *p
+    cdef const unsigned char *end
+    cdef const int64_t[::1] offs
+    cdef Py_ssize_t r, k
+    cdef int32_t n
+    cdef list out = []
+    if col < 0 or col >= SEGMENT_FIELDS:
+        raise IndexError(f"seg_field: no segment column {col}")
+    for buf, offs_obj in segs:
+        if not isinstance(buf, bytes):
+            raise TypeError("seg_field: a segment buffer must be bytes")
+        offs = offs_obj
+        if offs.shape[0] < 1 or offs[offs.shape[0] - 1] > PyBytes_GET_SIZE(buf):
+            raise ValueError("seg_field: segment offsets out of their buffer")
+        base = <const unsigned char *>PyBytes_AsString(buf)
+        for r in range(offs.shape[0] - 1):
+            p = base + offs[r]
+            end = base + offs[r + 1]
+            k = 0
+            while True:
+                if p + 4 > end:
+                    raise ValueError(f"seg_field: row {r} ends before its field {k}")
+                n = _get_be32(p)
+                p += 4
+                if n > 0 and p + n > end:
+                    raise ValueError(f"seg_field: row {r}: field {k} runs past the row")
+                if k == col:
+                    out.append(None if n < 0 else PyBytes_FromStringAndSize(<const char *>p, n))
+                    break
+                if n > 0:
+                    p += n
+                k += 1
+    return out

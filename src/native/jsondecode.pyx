@@ -49,8 +49,9 @@ cdef struct _JCtx:
     int flags
 
 
-# The object columns of a good record, by position in _NumRow.obj (the lists are made at the end, each
-# in one allocation, instead of ~23 list appends a record).
+# The object fields of a good record, by position in _NumRow.obj: held until the record's segment is
+# written; the lists of the ones read after the decode (record id, campaign) are made at the end, each in
+# one allocation.
 cdef enum:
     _C_RID = 0
     _C_IDS = 1        # .. 5: idfa, gaid, oaid, idfv, android_id
@@ -1043,7 +1044,7 @@ def decode_json_columns(bytes body, int64_t received_ms, int64_t min_ts, int64_t
     """Parse a JSON POST /v1/batch body straight into build_columns' columns.
 
     Returns ``(sent_at_ms, columns, arrays)`` -- the same values unmo.ingest.batch.decode_body's msgspec
-    path gives (columns without the per-record lists of the numeric columns, which are in arrays) --
+    path gives (build_columns' columns: index, record_id, campaign and the segments) --
     when the body is valid, within ``max_records`` / ``max_record_bytes``, and every record is good;
     otherwise None (the msgspec path then words the errors).  ``min_ts`` is the smallest epoch ms of
     a timestamp and of sent_at, ``future_limit`` received_ms + the allowed future; ``helpers`` is
@@ -1060,7 +1061,6 @@ def decode_json_columns(bytes body, int64_t received_ms, int64_t min_ts, int64_t
     cdef int64_t sent_at = 0, skew, ts
     cdef uint64_t first, h1, h2
     cdef object v, ip, packed_b, props, cur, parsed, ua
-    cdef list cols = None
     cdef int k
     cdef const char *pp
     cdef uint8_t *m_kind
@@ -1262,7 +1262,10 @@ def decode_json_columns(bytes body, int64_t received_ms, int64_t min_ts, int64_t
             m_r1[i] = row.r1
             m_r2[i] = row.r2
             m_k[i] = row.key
-        cols = [_take_column(rows, g, k) for k in range(_NCOLS)]
+        # the columns read after the decode; the others were needed for the segments only (and are freed
+        # below, while still in the cache)
+        rid_col = _take_column(rows, g, _C_RID)
+        camp_cols = [_take_column(rows, g, _C_CAMP + j) for j in range(5)]
     finally:
         if rows != NULL:
             for i in range(g):
@@ -1272,13 +1275,8 @@ def decode_json_columns(bytes body, int64_t received_ms, int64_t min_ts, int64_t
         free(c.scratch)
 
     columns = {
-        "index": list(range(g)), "record_id": cols[_C_RID],
-        "ids": {_DEVICE_FIELDS[j]: cols[_C_IDS + j] for j in range(5)},
-        "ip": cols[_C_IP], "ip_packed": cols[_C_PACKED], "ua": cols[_C_UA], "platform": cols[_C_PLATFORM],
-        "os": cols[_C_OS], "os_version": cols[_C_OSV], "model": cols[_C_MODEL],
-        "campaign": {_CAMPAIGN_FIELDS[j]: cols[_C_CAMP + j] for j in range(5)},
-        "referrer": cols[_C_REF], "name": cols[_C_NAME], "revenue": cols[_C_REV], "currency": cols[_C_CUR],
-        "properties": cols[_C_PROPS],
+        "index": list(range(g)), "record_id": rid_col,
+        "campaign": {_CAMPAIGN_FIELDS[j]: camp_cols[j] for j in range(5)},
         "segs": [(PyBytes_FromStringAndSize(_SEGBUF.data, <Py_ssize_t>_SEGBUF.len), a_seg)],
     }
     arrays = {"kind": a_kind, "ts": a_ts, "id_h1": a_h1, "id_h2": a_h2, "dev": a_dev, "fp": a_fp,

@@ -138,6 +138,9 @@ def encode_flush(
     install_ms: npt.NDArray[np.int64],
     ctit_rejected: list[str | None],
 ) -> bytes: ...
+SEGMENT_FIELD_COUNT: int
+
+def seg_field(segs: list[tuple[bytes, npt.NDArray[np.int64]]], col: int) -> list[bytes | None]: ...
 def decode_json_columns(
     body: bytes,
     received_ms: int,

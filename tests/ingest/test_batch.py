@@ -291,3 +291,76 @@ def test_fields_read_by_slot_offset_equal_fields_read_by_attribute():
     assert fast == slow
     assert all((fast_arrays[k] == slow_arrays[k]).all() for k in fast_arrays)
     assert len(fast["index"]) == 200
+
+
+FULL = [
+    {"type": "install", "id": "i-1", "ts": NOW, "referrer": "click_id=k&utm_source=x",
+     "device": {"idfa": " AB-CD ", "idfv": "00000000-0000-0000-0000-000000000000", "gaid": "G-1", "oaid": "O",
+                "android_id": "Aid", "ip": "::ffff:10.0.0.9", "ua": "UA/1 ünï", "platform": "ios", "os": "iOS",
+                "os_version": "17.4", "model": "iPhone15,2"}},
+    {"type": "event", "id": "e-1", "ts": NOW, "name": "purchase", "revenue": -0.0, "currency": "eur",
+     "properties": {"level": 3, "tag": "ß"}, "device": {"ip": "2001:DB8::1"}},
+    {"type": "open", "id": "o-1", "ts": NOW},
+]
+FULL_WANT = {
+    "ip": ["10.0.0.9", "2001:db8::1", None],
+    "ip_packed": [bytes([10, 0, 0, 9]), bytes.fromhex("20010db8000000000000000000000001"), None],
+    "ua": ["UA/1 ünï", None, None], "platform": ["ios", None, None], "os": ["iOS", None, None],
+    "os_version": ["17.4", None, None], "model": ["iPhone15,2", None, None],
+    "referrer": ["click_id=k&utm_source=x", None, None], "name": [None, "purchase", None],
+    "revenue": [None, -0.0, None], "currency": [None, "EUR", None],
+}
+
+
+@pytest.mark.parametrize("msgpack", [False, True], ids=["json (native decoder)", "msgpack (msgspec path)"])
+def test_columns_kept_only_in_the_segments_read_back_as_sent_and_normalised(msgpack):
+    b = decode(FULL, msgpack=msgpack).batch
+    assert b.n == 3 and b.record_id == ["i-1", "e-1", "o-1"]
+    for name, want in FULL_WANT.items():
+        got = b.segment_column(name)
+        assert got == want and got == getattr(b, name), name
+        assert [type(v) for v in got] == [type(v) for v in want], name
+    assert str(b.revenue[1]) == "-0.0"
+    assert b.ids == {"idfa": ["ab-cd", None, None], "gaid": ["g-1", None, None], "oaid": ["o", None, None],
+                     "idfv": [None, None, None], "android_id": ["aid", None, None]}
+    assert [None if p is None else msgspec.json.decode(p) for p in b.properties] == [
+        None, {"level": 3, "tag": "ß"}, None]
+    with pytest.raises(KeyError, match="record_id"):
+        b.segment_column("record_id")
+
+
+def test_columns_read_back_from_merged_requests_and_not_from_a_replay():
+    first, second = decode(FULL).batch, decode(FULL[::-1]).batch
+    merged = Batch()
+    merged.extend(first)
+    merged.extend(second)
+    assert merged.ua == first.ua + second.ua and merged.ids["idfa"] == first.ids["idfa"] + second.ids["idfa"]
+    assert Batch().ua == []
+    from unmo.ingest.rows import batch_from_rows
+    replay, _, _ = batch_from_rows([{
+        "record_id": "r", "idfa": "x", "gaid": None, "oaid": None, "idfv": None, "android_id": None, "kind": 3,
+        "ts": dt.datetime(2026, 11, 18, tzinfo=dt.UTC), "fp": None, "network": None, "campaign": None,
+        "adset": None, "ad": None, "site": None, "received_at": dt.datetime(2026, 11, 18, tzinfo=dt.UTC),
+        "outcome": 0}])
+    with pytest.raises(ValueError, match="no segments"):
+        replay.segment_column("ip")
+
+
+def test_seg_field_reads_one_field_of_each_row_and_refuses_a_broken_segment():
+    from unmo._native import SEGMENT_FIELD_COUNT, seg_field
+    from unmo.ingest.rows import SEGMENT_COLUMNS
+    b = decode(FULL).batch
+    assert SEGMENT_FIELD_COUNT == len(SEGMENT_COLUMNS)
+    assert seg_field(b.segs, SEGMENT_COLUMNS.index("record_id")) == [b"i-1", b"e-1", b"o-1"]
+    assert seg_field(b.segs, SEGMENT_COLUMNS.index("kind")) == [b"\x00\x03", b"\x00\x05", b"\x00\x04"]
+    assert seg_field(b.segs, SEGMENT_COLUMNS.index("fp"))[2] is None  # an open has no fingerprint
+    for col in (-1, SEGMENT_FIELD_COUNT):
+        with pytest.raises(IndexError):
+            seg_field(b.segs, col)
+    buf, offs = b.segs[0]
+    cut_offs = offs.copy()
+    cut_offs[1] = 10  # the first row cut inside its record id
+    with pytest.raises(ValueError, match="row 0"):
+        seg_field([(buf, cut_offs)], SEGMENT_COLUMNS.index("fp"))
+    with pytest.raises(ValueError, match="out of their buffer"):
+        seg_field([(buf[:-1], offs)], 0)

@@ -25,8 +25,7 @@ from unmo.load.workload import Workload, build_templates, id_prefix
 
 NOW = 1_795_000_000_000  # 2026-11-18
 LIMITS = Limits()
-TEXT_KEYS = ("index", "record_id", "ip", "ip_packed", "ua", "platform", "os", "os_version", "model", "referrer",
-             "name", "currency", "properties")
+TEXT_KEYS = ("index", "record_id")  # the other columns are only in the segments, compared byte for byte
 ARRAYS = ("kind", "ts", "id_h1", "id_h2", "dev", "fp", "ref_h1", "ref_h2", "device_key")
 DEVICE_IDS = ("idfa", "gaid", "oaid", "idfv", "android_id")
 CAMPAIGN = ("network", "campaign", "adset", "ad", "site")
@@ -64,15 +63,12 @@ def assert_same(got, d) -> None:
         mine, theirs = columns[key], getattr(b, key)
         assert len(mine) == len(theirs), key
         assert all(_same_value(x, y) for x, y in zip(mine, theirs, strict=True)), (key, mine, theirs)
-    revenue = columns["revenue"]
-    assert len(revenue) == len(b.revenue)
-    assert all(_same_value(x, y) for x, y in zip(revenue, b.revenue, strict=True)), (revenue, b.revenue)
-    for group, names in (("ids", DEVICE_IDS), ("campaign", CAMPAIGN)):
-        assert set(columns[group]) == set(names)
-        for name in names:
-            mine, theirs = columns[group][name], getattr(b, group)[name]
-            assert all(_same_value(x, y) for x, y in zip(mine, theirs, strict=True)), (group, name, mine, theirs)
-            assert len(mine) == len(theirs)
+    assert set(columns) == {"index", "record_id", "campaign", "segs"}
+    assert set(columns["campaign"]) == set(CAMPAIGN)
+    for name in CAMPAIGN:
+        mine, theirs = columns["campaign"][name], b.campaign[name]
+        assert all(_same_value(x, y) for x, y in zip(mine, theirs, strict=True)), (name, mine, theirs)
+        assert len(mine) == len(theirs)
     # the COPY segments: byte for byte what build_columns encoded, row boundaries included
     (mine_buf, mine_offs), = columns["segs"]
     (theirs_buf, theirs_offs), = b.segs
@@ -467,9 +463,8 @@ def test_revenue_is_the_float_msgspec_gives():
                        ("12345678901234567891", 1.2345678901234567e19), ("0.1", 0.1),
                        ("2.4703282292062328e-324", 5e-324)]:
         raw = b'{"batch":[{"type":"event","id":"a","ts":1795000000000,"name":"n","revenue":' + text.encode() + b"}]}"
-        got = native(raw)
-        assert got is not None
-        v = got[1]["revenue"][0]
+        assert native(raw) is not None
+        v, = decode_body(raw, msgpack=False, received_ms=NOW, limits=LIMITS).batch.revenue  # from the segment
         assert type(v) is float and repr(v) == repr(want) and math.copysign(1, v) == math.copysign(1, want)
         check(raw, must_accept=True)
 

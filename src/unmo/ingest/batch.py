@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 import socket
+import struct
 from dataclasses import dataclass, field, fields
 from typing import Any
 from urllib.parse import parse_qsl, unquote
@@ -31,6 +32,7 @@ from unmo._native import (
     build_columns,
     configure_structs,
     decode_json_columns,
+    seg_field,
 )
 from unmo.config import Limits
 from unmo.errors import cut
@@ -156,36 +158,58 @@ def empty_arrays(n: int = 0) -> dict[str, np.ndarray]:
     return {k: np.zeros((n, 5) if k == "dev" else n, dtype=t) for k, t in NUMERIC_COLUMNS.items()}
 
 
+# A record's own columns of the COPY, in the order of its segment (unmo._native.seg_record writes them; the
+# decoders encode them when they decode a request: unmo.ingest.rows).
+SEGMENT_COLUMNS = [
+    "kind", "record_id", "ts", *DEVICE_ID_FIELDS, "ip", "ua", "platform", "os", "os_version", "model",
+    "referrer", "name", "revenue", "currency", "properties", "fp",
+]
+# The columns that only the COPY reads: the decoders make no Python list of them (a str, float or bytes
+# a record and field, extended into every flush's batch and freed after it, was a fifth of the serving
+# process); Batch reads them back from the segments when asked (the IP blocklist, tests, tools).
+SEGMENT_ONLY = ("ip", "ip_packed", "ua", "platform", "os", "os_version", "model", "referrer", "name",
+                "revenue", "currency", "properties")
+
+
+def _text(v: bytes | None) -> str | None:
+    return None if v is None else v.decode()
+
+
+def _segment_values(segs: list[tuple[bytes, np.ndarray]], name: str) -> list[Any]:
+    """One SEGMENT_ONLY column (or ``ids`` field) of every row, as the decoders had it before encoding."""
+    if name in ("ip", "ip_packed"):
+        packed = [None if v is None else v[4:] for v in seg_field(segs, SEGMENT_COLUMNS.index("ip"))]
+        if name == "ip_packed":
+            return packed
+        return [None if v is None else socket.inet_ntop(socket.AF_INET if len(v) == 4 else socket.AF_INET6, v)
+                for v in packed]
+    raw = seg_field(segs, SEGMENT_COLUMNS.index(name))
+    if name == "revenue":
+        return [None if v is None else struct.unpack(">d", v)[0] for v in raw]
+    if name == "properties":
+        return [None if v is None else v[1:].decode() for v in raw]  # jsonb: a version byte, then the text
+    return [_text(v) for v in raw]
+
+
 @dataclass
 class Batch:
     """Good records of one or more requests, as columns, in arrival order.
 
-    Text columns are lists (one str or None a row); the numeric ones are numpy arrays, kept as the parts
-    of the requests merged into this batch and joined on first use (``arrays()``, or the attributes
-    ``kind``, ``ts``, ``id_h1``, ``id_h2``, ``dev``, ``fp``, ``ref_h1``, ``ref_h2``, ``device_key``).
+    ``index``, ``record_id`` and ``campaign`` are lists (one str or None a row); the numeric columns are
+    numpy arrays, kept as the parts of the requests merged into this batch and joined on first use
+    (``arrays()``, or the attributes ``kind``, ``ts``, ``id_h1``, ``id_h2``, ``dev``, ``fp``, ``ref_h1``,
+    ``ref_h2``, ``device_key``).  The rest of a record (SEGMENT_ONLY, and the device ids ``ids``) is
+    only in its COPY segment and is read back from there by the attributes of those names.
     """
 
     n: int = 0
     index: list[int] = field(default_factory=list)  # position in its request's batch
     record_id: list[str] = field(default_factory=list)
-    ids: dict[str, list[str | None]] = field(default_factory=lambda: {f: [] for f in DEVICE_ID_FIELDS})
-    ip: list[str | None] = field(default_factory=list)
-    ip_packed: list[bytes | None] = field(default_factory=list)
-    ua: list[str | None] = field(default_factory=list)
-    platform: list[str | None] = field(default_factory=list)
-    os: list[str | None] = field(default_factory=list)
-    os_version: list[str | None] = field(default_factory=list)
-    model: list[str | None] = field(default_factory=list)
     campaign: dict[str, list[str | None]] = field(default_factory=lambda: {f: [] for f in CAMPAIGN_FIELDS})
-    referrer: list[str | None] = field(default_factory=list)
-    name: list[str | None] = field(default_factory=list)
-    revenue: list[float | None] = field(default_factory=list)
-    currency: list[str | None] = field(default_factory=list)
-    properties: list[str | None] = field(default_factory=list)
     # numeric columns, in parts of rows that add up to n (ts is ms, clock-skew corrected)
     parts: list[dict[str, np.ndarray]] = field(default_factory=list, repr=False)
-    # the rows' own COPY columns, encoded when decoded (unmo.ingest.rows.SEGMENT_COLUMNS): per part a
-    # buffer and its rows' offsets (one more than the rows); empty for batches that are never stored
+    # the rows' own COPY columns, encoded when decoded (SEGMENT_COLUMNS): per part a buffer and its
+    # rows' offsets (one more than the rows); empty for batches that are never stored (replays)
     segs: list[tuple[bytes, np.ndarray]] = field(default_factory=list, repr=False)
 
     def extend(self, other: Batch) -> None:
@@ -200,6 +224,32 @@ class Batch:
             else:
                 mine.extend(theirs)
         self.n += other.n
+
+    def segment_column(self, name: str) -> list[Any]:
+        """A SEGMENT_ONLY column, read back from the segments (a new list each call)."""
+        if name not in SEGMENT_ONLY:
+            raise KeyError(f"{name}: not a column kept only in the segments")
+        return self._from_segments(name)
+
+    def _from_segments(self, name: str) -> list[Any]:
+        if self.n and not self.segs:
+            raise ValueError(f"{name}: this batch has no segments (a replay of stored records)")
+        return _segment_values(self.segs, name)
+
+    ids = property(lambda self: {f: self._from_segments(f) for f in DEVICE_ID_FIELDS},
+                   doc="device ids, normalised (lower case, trimmed; None for absent and all-zero)")
+    ip = property(lambda self: self._from_segments("ip"), doc="IP address, canonical text")
+    ip_packed = property(lambda self: self._from_segments("ip_packed"), doc="IP address, 4 or 16 bytes")
+    ua = property(lambda self: self._from_segments("ua"), doc="user agent")
+    platform = property(lambda self: self._from_segments("platform"), doc="ios or android")
+    os = property(lambda self: self._from_segments("os"), doc="OS name")
+    os_version = property(lambda self: self._from_segments("os_version"), doc="OS version")
+    model = property(lambda self: self._from_segments("model"), doc="device model")
+    referrer = property(lambda self: self._from_segments("referrer"), doc="install referrer")
+    name = property(lambda self: self._from_segments("name"), doc="event name")
+    revenue = property(lambda self: self._from_segments("revenue"), doc="revenue (float)")
+    currency = property(lambda self: self._from_segments("currency"), doc="ISO 4217 code, upper case")
+    properties = property(lambda self: self._from_segments("properties"), doc="JSON text of the properties")
 
     def arrays(self) -> dict[str, np.ndarray]:
         """The numeric columns (joined once; a Batch is not changed after it is read)."""

@@ -10,7 +10,7 @@ import numpy as np
 
 from unmo._native import encode_flush
 from unmo.hashing import hash_strings
-from unmo.ingest.batch import DEVICE_SEEDS, ID_SEED_1, ID_SEED_2, Batch, empty_arrays
+from unmo.ingest.batch import DEVICE_SEEDS, ID_SEED_1, ID_SEED_2, SEGMENT_COLUMNS, Batch, empty_arrays
 from unmo.model import CAMPAIGN_FIELDS, DEVICE_ID_FIELDS, ZERO_ID
 
 # The COPY of unmo.records, in two halves: the columns the flush decides, then the record's own columns,
@@ -26,24 +26,6 @@ DECIDED_COLUMNS = [
     # for the reports (unmo.reports.rollup.record_columns)
     "install_ms",
     "ctit_rejected",
-]
-SEGMENT_COLUMNS = [
-    "kind",
-    "record_id",
-    "ts",
-    *DEVICE_ID_FIELDS,
-    "ip",
-    "ua",
-    "platform",
-    "os",
-    "os_version",
-    "model",
-    "referrer",
-    "name",
-    "revenue",
-    "currency",
-    "properties",
-    "fp",
 ]
 RECORD_COLUMNS = DECIDED_COLUMNS + SEGMENT_COLUMNS
 
@@ -97,7 +79,8 @@ def to_ms(value: dt.datetime) -> int:
 
 
 def batch_from_rows(rows: list[Any]) -> tuple[Batch, np.ndarray, np.ndarray]:
-    """A Batch of stored records (REPLAY_COLUMNS), their received ms and stored outcomes.
+    """A Batch of stored records (REPLAY_COLUMNS), their received ms and stored outcomes (no segments:
+    a replay is never stored again, and only the columns the kernel replays are read).
 
     Column by column, hashing in the native core: this is what a server runs at start
     over every record of the windows (docs/architecture.md, "Warm-up").
@@ -113,7 +96,6 @@ def batch_from_rows(rows: list[Any]) -> tuple[Batch, np.ndarray, np.ndarray]:
     for j, f in enumerate(DEVICE_ID_FIELDS):
         # stored ids are normalised already (lower case, trimmed); the all-zero id is kept as sent
         col = [v if v != ZERO_ID else None for v in (r[f] for r in rows)]
-        b.ids[f] = col
         a["dev"][:, j] = hash_strings(col, DEVICE_SEEDS[f])
     a["kind"][:] = np.fromiter((r["kind"] for r in rows), dtype=np.uint8, count=n)
     a["ts"][:] = np.fromiter(((r["ts"] - EPOCH) // _MS for r in rows), dtype=np.int64, count=n)
@@ -128,7 +110,4 @@ def batch_from_rows(rows: list[Any]) -> tuple[Batch, np.ndarray, np.ndarray]:
     first = a["dev"][:, 0]
     a["device_key"][:] = np.where(first == 0, np.uint64(1), first).view(np.int64)
     b.parts = [a]
-    for name in ("ip", "ip_packed", "ua", "platform", "os", "os_version", "model", "referrer", "name",
-                 "revenue", "currency", "properties"):
-        setattr(b, name, [None] * n)
     return b, received, stored
