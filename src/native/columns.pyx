@@ -215,14 +215,25 @@ cdef uint64_t _fingerprint(unmo_wbuf *b, object ip, object ua, object os, object
                            object parse_ua) except? 0:
     """XXH64 of (ip, os, os major.minor, model) joined by U+001F, None as U+0000: the same value as
     unmo.ingest.fingerprint.fingerprint_hash, hashed from a reused C buffer."""
-    cdef object ua_os = None, ua_ver = None, ua_model = None
-    cdef uint64_t h
+    cdef Py_ssize_t n
+    cdef const char *p
     if ip is None:
         return 0
+    p = PyUnicode_AsUTF8AndSize(ip, &n)
+    return _fingerprint_span(b, p, n, ua, os, osv, model, parse_ua)
+
+
+cdef uint64_t _fingerprint_span(unmo_wbuf *b, const char *ip, Py_ssize_t ip_n, object ua, object os, object osv,
+                                object model, object parse_ua) except? 0:
+    """_fingerprint of the canonical IP text at ip (ip_n bytes)."""
+    cdef object ua_os = None, ua_ver = None, ua_model = None
+    cdef uint64_t h
     if ua is not None and (os is None or osv is None or model is None):
         ua_os, ua_ver, ua_model = _ua_parts(ua, parse_ua)
     b.len = 0
-    _fp_part(b, ip, False)
+    if unmo_wbuf_reserve(b, <size_t>ip_n) != 0:
+        raise MemoryError("fingerprint")
+    unmo_put_bytes(b, ip, <size_t>ip_n)
     _fp_part(b, (<str>os).strip().lower() if os else ua_os, True)
     _fp_part(b, _major_minor(osv) if osv else ua_ver, True)
     _fp_part(b, (<str>model).strip().lower() if model else ua_model, True)

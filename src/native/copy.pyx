@@ -32,43 +32,62 @@ cdef inline void _put_sized(unmo_wbuf *b, const char *p, Py_ssize_t n, bint json
     unmo_put_bytes(b, p, <size_t>n)
 
 
-cdef int _put_text(unmo_wbuf *b, object v, bint jsonb) except -1:
-    cdef Py_ssize_t n
-    cdef const char *p
+cdef inline int _span_of(object v, const char **p, Py_ssize_t *n) except -1:
+    """The UTF-8 of a str (or the bytes of a bytes object) as a span; None is the NULL span (n = -1)."""
     if v is None:
+        p[0] = NULL
+        n[0] = -1
+    elif isinstance(v, str):
+        p[0] = PyUnicode_AsUTF8AndSize(v, n)
+    elif isinstance(v, bytes):
+        p[0] = PyBytes_AsString(v)
+        n[0] = PyBytes_GET_SIZE(v)
+    else:
+        raise TypeError(f"text column: expected str, bytes or None, got {type(v).__name__}")
+    return 0
+
+
+cdef inline int _put_span(unmo_wbuf *b, const char *p, Py_ssize_t n, bint jsonb) except -1:
+    """A text or jsonb field of n bytes at p; n < 0 is NULL."""
+    if n < 0:
         _reserve(b, 4)
         unmo_put_be32(b, -1)
         return 0
-    if isinstance(v, str):
-        p = PyUnicode_AsUTF8AndSize(v, &n)
-    elif isinstance(v, bytes):
-        p = PyBytes_AsString(v)
-        n = PyBytes_GET_SIZE(v)
-    else:
-        raise TypeError(f"text column: expected str, bytes or None, got {type(v).__name__}")
     _reserve(b, <size_t>n + 5)
     _put_sized(b, p, n, jsonb)
     return 0
 
 
-cdef int _put_inet(unmo_wbuf *b, object v) except -1:
+cdef int _put_text(unmo_wbuf *b, object v, bint jsonb) except -1:
+    cdef Py_ssize_t n
+    cdef const char *p
+    _span_of(v, &p, &n)
+    return _put_span(b, p, n, jsonb)
+
+
+cdef int _put_inet_span(unmo_wbuf *b, const char *p, Py_ssize_t n) except -1:
     # inet's binary form: family (2 = PGSQL_AF_INET, 3 = PGSQL_AF_INET6), prefix
     # bits, is_cidr, address length, address (src/backend/utils/adt/network.c).
-    cdef Py_ssize_t n
-    if v is None:
+    # p == NULL is NULL.
+    if p == NULL:
         _reserve(b, 4)
         unmo_put_be32(b, -1)
         return 0
-    if not isinstance(v, bytes):
-        raise TypeError(f"inet column: expected packed bytes or None, got {type(v).__name__}")
-    n = PyBytes_GET_SIZE(v)
     if n != 4 and n != 16:
         raise ValueError(f"inet column: expected 4 or 16 packed bytes, got {n}")
     _reserve(b, <size_t>n + 8)
     unmo_put_be32(b, <int32_t>(n + 4))
     unmo_put_bytes(b, b"\x02\x20\x00\x04" if n == 4 else b"\x03\x80\x00\x10", 4)
-    unmo_put_bytes(b, PyBytes_AsString(v), <size_t>n)
+    unmo_put_bytes(b, p, <size_t>n)
     return 0
+
+
+cdef int _put_inet(unmo_wbuf *b, object v) except -1:
+    if v is None:
+        return _put_inet_span(b, NULL, 0)
+    if not isinstance(v, bytes):
+        raise TypeError(f"inet column: expected packed bytes or None, got {type(v).__name__}")
+    return _put_inet_span(b, PyBytes_AsString(v), PyBytes_GET_SIZE(v))
 
 
 cdef object _numeric_dtype(int code):
@@ -212,20 +231,34 @@ cdef inline int _put_i64(unmo_wbuf *b, int64_t v) except -1:
     return 0
 
 
-cdef int seg_record(unmo_wbuf *b, int kind, object rid, int64_t ts_ms, object idfa, object gaid, object oaid,
-                    object idfv, object android_id, object packed, object ua, object platform, object os,
-                    object osv, object model, object referrer, object name, object revenue, object currency,
-                    object props, uint64_t fp) except -1:
-    """Append one record's SEGMENT_COLUMNS (normalised ids, packed IP, JSON text of the properties)."""
+ctypedef struct SegSpans:
+    # the fields of a record's segment that its decoder may hold as bytes rather than as objects
+    const char *ids[5]        # normalised device ids (UTF-8) ...
+    Py_ssize_t idn[5]         # ... and their lengths, -1 for none
+    const char *packed        # packed IP, 4 or 16 bytes, or NULL
+    Py_ssize_t packed_n
+    bint has_revenue
+    double revenue
+    const char *props         # JSON text of the properties ...
+    Py_ssize_t props_n        # ... and its length, -1 for none
+
+
+cdef Py_ssize_t seg_record_spans(unmo_wbuf *b, int kind, object rid, int64_t ts_ms, const SegSpans *f,
+                                 object ua, object platform, object os, object osv, object model,
+                                 object referrer, object name, object currency, uint64_t fp) except -1:
+    """Append one record's SEGMENT_COLUMNS; returns the buffer offset of its ts value (8 bytes, for a
+    decoder that learns the clock skew after the record: seg_patch_ts)."""
+    cdef int j
+    cdef Py_ssize_t ts_at
     _put_i16(b, <int16_t>kind)
     _put_text(b, rid, False)
-    _put_i64(b, (ts_ms - PG_EPOCH_MS) * 1000)
-    _put_text(b, idfa, False)
-    _put_text(b, gaid, False)
-    _put_text(b, oaid, False)
-    _put_text(b, idfv, False)
-    _put_text(b, android_id, False)
-    _put_inet(b, packed)
+    _reserve(b, 12)
+    unmo_put_be32(b, 8)
+    ts_at = <Py_ssize_t>b.len
+    unmo_put_be64(b, (ts_ms - PG_EPOCH_MS) * 1000)
+    for j in range(5):
+        _put_span(b, f.ids[j], f.idn[j], False)
+    _put_inet_span(b, f.packed, f.packed_n)
     _put_text(b, ua, False)
     _put_text(b, platform, False)
     _put_text(b, os, False)
@@ -233,20 +266,51 @@ cdef int seg_record(unmo_wbuf *b, int kind, object rid, int64_t ts_ms, object id
     _put_text(b, model, False)
     _put_text(b, referrer, False)
     _put_text(b, name, False)
-    if revenue is None:
+    if not f.has_revenue:
         _reserve(b, 4)
         unmo_put_be32(b, -1)
     else:
         _reserve(b, 12)
         unmo_put_be32(b, 8)
-        unmo_put_f64(b, <double>revenue)
+        unmo_put_f64(b, f.revenue)
     _put_text(b, currency, False)
-    _put_text(b, props, True)
+    _put_span(b, f.props, f.props_n, True)
     if fp == 0:
         _reserve(b, 4)
         unmo_put_be32(b, -1)
     else:
         _put_i64(b, <int64_t>fp)
+    return ts_at
+
+
+cdef inline void seg_patch_ts(unmo_wbuf *b, Py_ssize_t ts_at, int64_t ts_ms) noexcept:
+    """Rewrite the ts value seg_record_spans put at ts_at."""
+    cdef unmo_wbuf at
+    at.data = b.data + ts_at
+    at.len = 0
+    at.cap = 8
+    unmo_put_be64(&at, (ts_ms - PG_EPOCH_MS) * 1000)
+
+
+cdef int seg_record(unmo_wbuf *b, int kind, object rid, int64_t ts_ms, object idfa, object gaid, object oaid,
+                    object idfv, object android_id, object packed, object ua, object platform, object os,
+                    object osv, object model, object referrer, object name, object revenue, object currency,
+                    object props, uint64_t fp) except -1:
+    """Append one record's SEGMENT_COLUMNS from objects (normalised ids, packed IP bytes, JSON text of
+    the properties): seg_record_spans."""
+    cdef SegSpans f
+    _span_of(idfa, &f.ids[0], &f.idn[0])
+    _span_of(gaid, &f.ids[1], &f.idn[1])
+    _span_of(oaid, &f.ids[2], &f.idn[2])
+    _span_of(idfv, &f.ids[3], &f.idn[3])
+    _span_of(android_id, &f.ids[4], &f.idn[4])
+    if packed is not None and not isinstance(packed, bytes):
+        raise TypeError(f"inet column: expected packed bytes or None, got {type(packed).__name__}")
+    _span_of(packed, &f.packed, &f.packed_n)
+    f.has_revenue = revenue is not None
+    f.revenue = <double>revenue if f.has_revenue else 0.0
+    _span_of(props, &f.props, &f.props_n)
+    seg_record_spans(b, kind, rid, ts_ms, &f, ua, platform, os, osv, model, referrer, name, currency, fp)
     return 0
 
 

@@ -49,26 +49,13 @@ cdef struct _JCtx:
     int flags
 
 
-# The object fields of a good record, by position in _NumRow.obj: held until the record's segment is
-# written; the lists of the ones read after the decode (record id, campaign) are made at the end, each in
-# one allocation.
+# The object fields of a good record that are read after the decode, by position in _NumRow.obj (their
+# lists are made at the end, each in one allocation).  The record's other fields go into its segment
+# while it is parsed, straight from the body's bytes where they can (no object for them).
 cdef enum:
     _C_RID = 0
-    _C_IDS = 1        # .. 5: idfa, gaid, oaid, idfv, android_id
-    _C_IP = 6
-    _C_PACKED = 7
-    _C_UA = 8
-    _C_PLATFORM = 9
-    _C_OS = 10
-    _C_OSV = 11
-    _C_MODEL = 12
-    _C_CAMP = 13      # .. 17: network, campaign, adset, ad, site
-    _C_REF = 18
-    _C_NAME = 19
-    _C_REV = 20
-    _C_CUR = 21
-    _C_PROPS = 22
-    _NCOLS = 23
+    _C_CAMP = 1       # .. 5: network, campaign, adset, ad, site
+    _NCOLS = 6
 
 
 cdef struct _NumRow:
@@ -76,6 +63,8 @@ cdef struct _NumRow:
     uint64_t h1, h2, fp, r1, r2
     uint64_t dev[5]
     int64_t key
+    Py_ssize_t ts_at           # where the ts value of its segment is in _SEGBUF (seg_patch_ts)
+    Py_ssize_t seg_end         # where its segment ends in _SEGBUF
     uint8_t kind
     PyObject *obj[_NCOLS]      # strong references until moved into the column lists
 
@@ -610,39 +599,50 @@ cdef inline int _ascii_lower(const unsigned char *p, Py_ssize_t n, Py_UCS1 *out)
     return 0
 
 
-cdef object _device_id(_JCtx *c):
-    """A device identifier as _norm_id would make it from the str: ASCII without spaces or control
-    characters is lower-cased while it is copied; anything else goes through _norm_id."""
+cdef int _slow_id(_Rec r, int j, object v) except -2:
+    """Device id j of r as the str _norm_id made of it (None: absent)."""
+    r.ids[j] = v
+    if v is None:
+        r.f.ids[j] = NULL
+        r.f.idn[j] = -1
+    else:
+        r.f.ids[j] = PyUnicode_AsUTF8AndSize(v, &r.f.idn[j])
+    return 0
+
+
+cdef int _device_id(_JCtx *c, _Rec r, int j) except -2:
+    """Device identifier j at c.pos into r, normalised as _norm_id does it: ASCII without spaces or control
+    characters is lower-cased while it is copied into r.idb (no str); anything else is a str through
+    _norm_id, kept in r.ids.  0, or -1 to refuse."""
     cdef int ch = _peek(c)
-    cdef Py_ssize_t k, n
-    cdef unsigned char b
-    cdef Py_UCS1 *d
+    cdef Py_ssize_t n
+    cdef unsigned char *d
     cdef object v
     if ch != 34:
         v = _str_value(c, 0, 256, True)
-        return v if v is _FAIL else _norm_id(v)
+        return -1 if v is _FAIL else _slow_id(r, j, _norm_id(v))
     if _scan_string(c) != 0:
-        return _FAIL
+        return -1
     n = c.sn
     if c.flags != 0:
         v = _str_from_scan(c, 0, 256)
-        return v if v is _FAIL else _norm_id(v)
+        return -1 if v is _FAIL else _slow_id(r, j, _norm_id(v))
     if n > 256:
-        return _FAIL
-    if n == 0:
-        return None
-    if n == 36 and memcmp(c.sp, b"00000000-0000-0000-0000-000000000000", 36) == 0:
-        return None
-    v = PyUnicode_New(n, 127)
-    d = PyUnicode_1BYTE_DATA(v)
-    if _ascii_lower(c.sp, n, d) != 0:  # a space or a control character: strip() decides
-        return _norm_id(_str_from_scan(c, 0, 256))
-    return v
+        return -1
+    if n == 0 or (n == 36 and memcmp(c.sp, b"00000000-0000-0000-0000-000000000000", 36) == 0):
+        return 0  # absent (reset left it so)
+    d = r.idb + 256 * j
+    if _ascii_lower(c.sp, n, <Py_UCS1 *>d) != 0:  # a space or a control character: strip() decides
+        return _slow_id(r, j, _norm_id(_str_from_scan(c, 0, 256)))
+    r.f.ids[j] = <const char *>d
+    r.f.idn[j] = n
+    return 0
 
 
-cdef object _revenue_value(_JCtx *c):
-    """float | None at c.pos as msgspec gives it (an integer as an int converted, so -0 is 0.0), or _FAIL
-    (also for what build_columns refuses: a number beyond the finite doubles)."""
+cdef int _revenue_value(_JCtx *c, _Rec r) except -2:
+    """The revenue at c.pos into r.f as msgspec gives it (null: none; an integer as an int converted, so -0
+    is 0.0).  0, or -1 to refuse (also for what build_columns refuses: a number beyond the finite
+    doubles)."""
     cdef int ch = _peek(c)
     cdef bint is_int
     cdef Py_ssize_t start, n
@@ -650,33 +650,41 @@ cdef object _revenue_value(_JCtx *c):
     cdef char *endp
     cdef double v
     if ch == 110:
-        return None if _lit(c, "null", 4) else _FAIL
+        return 0 if _lit(c, "null", 4) else -1
     if not (ch == 45 or 48 <= ch <= 57):
-        return _FAIL
+        return -1
     start = c.pos
     if _scan_number(c, &is_int) != 0:
-        return _FAIL
+        return -1
     n = c.pos - start
     if n > 64:
-        return _FAIL
+        return -1
     memcpy(buf, c.s + start, n)
     buf[n] = 0
     if is_int and n == 2 and buf[0] == 45 and buf[1] == 48:
-        return 0.0
-    v = PyOS_string_to_double(buf, &endp, NULL)
-    if endp != buf + n or not (-1.7976931348623157e308 <= v <= 1.7976931348623157e308):
-        return _FAIL
-    return v
+        v = 0.0
+    else:
+        v = PyOS_string_to_double(buf, &endp, NULL)
+        if endp != buf + n or not (-1.7976931348623157e308 <= v <= 1.7976931348623157e308):
+            return -1
+    r.f.has_revenue = True
+    r.f.revenue = v
+    return 0
 
 
 cdef class _Rec:
     """The fields of the record being parsed (one object, reset per record)."""
     cdef int kind
     cdef int64_t ts
-    cdef object rid, referrer, name, revenue, currency
-    cdef object ip, ua, platform, os, osv, model
-    cdef object packed   # bytes when _ip_value packed ip already
-    cdef list ids, camp
+    cdef object rid, referrer, name, currency
+    cdef object ip, ua, platform, os, osv, model   # ip: a str for _canonical_ip (not a plain dotted quad)
+    cdef list ids        # a device id that needed _norm_id, as its str (else None)
+    cdef list camp
+    cdef SegSpans f      # device ids, packed IP, revenue and properties, as the segment takes them
+    cdef unsigned char idb[5 * 256]   # the device ids lower-cased (f.ids points here)
+    cdef Py_ssize_t ip_n              # > 0: ip_text (ip_n bytes) is a plain dotted quad, packed in ip_b
+    cdef char ip_text[16]
+    cdef unsigned char ip_b[4]
     cdef Py_ssize_t props_start, props_len
 
     def __cinit__(self):
@@ -686,11 +694,20 @@ cdef class _Rec:
     cdef inline void reset(self):
         cdef int j
         self.kind = 0
-        self.rid = self.referrer = self.name = self.revenue = self.currency = None
-        self.ip = self.ua = self.platform = self.os = self.osv = self.model = self.packed = None
+        self.rid = self.referrer = self.name = self.currency = None
+        self.ip = self.ua = self.platform = self.os = self.osv = self.model = None
         for j in range(5):
             self.ids[j] = None
             self.camp[j] = None
+            self.f.ids[j] = NULL
+            self.f.idn[j] = -1
+        self.f.packed = NULL
+        self.f.packed_n = 0
+        self.f.has_revenue = False
+        self.f.revenue = 0.0
+        self.f.props = NULL
+        self.f.props_n = -1
+        self.ip_n = 0
         self.props_start = -1
         self.props_len = 0
 
@@ -745,8 +762,9 @@ cdef int _object_next(_JCtx *c) noexcept nogil:
 
 
 cdef int _ip_value(_JCtx *c, _Rec r) except -2:
-    """device.ip into r.ip: a dotted quad sent as such is checked and packed here (r.packed, as
-    _canonical_ip does it); anything else is kept as a str for _canonical_ip.  0, or -1 to refuse."""
+    """device.ip into r: a dotted quad sent as such is checked and packed here (r.ip_text, r.ip_b, as
+    _canonical_ip does it), without an object; anything else is kept as a str for _canonical_ip (r.ip).
+    0, or -1 to refuse."""
     cdef unsigned char buf[4]
     cdef char text[16]
     cdef char out[16]
@@ -766,8 +784,9 @@ cdef int _ip_value(_JCtx *c, _Rec r) except -2:
         if inet_pton(AF_INET, text, buf) == 1:
             m = _ipv4_text(buf, out)
             if m == c.sn and memcmp(out, text, m) == 0:
-                r.ip = PyUnicode_DecodeASCII(text, m, NULL)
-                r.packed = PyBytes_FromStringAndSize(<char *>buf, 4)
+                memcpy(r.ip_text, text, m)
+                memcpy(r.ip_b, buf, 4)
+                r.ip_n = m
                 return 0
     v = _str_from_scan(c, 0, 256)
     if v is _FAIL:
@@ -828,22 +847,15 @@ cdef int _parse_device(_JCtx *c, _Rec r) except -2:
             if seen & (1u << f):
                 return -1
             seen |= 1u << f
-            if f < 5:
-                v = _device_id(c)   # normalised already
-            elif f == 5:
-                if _ip_value(c, r) != 0:
+            if f <= 5:
+                if (_device_id(c, r, f) if f < 5 else _ip_value(c, r)) != 0:
                     return -1
                 more = _object_next(c)
                 continue
-            else:
-                v = _cached_str(c, 1024 if f == 6 else 256)
+            v = _cached_str(c, 1024 if f == 6 else 256)
             if v is _FAIL:
                 return -1
-            if f < 5:
-                r.ids[f] = v
-            elif f == 5:
-                r.ip = v
-            elif f == 6:
+            if f == 6:
                 r.ua = v
             elif f == 7:
                 if v is not None and v != "ios" and v != "android":
@@ -973,10 +985,8 @@ cdef int _parse_record(_JCtx *c, _Rec r) except -2:
             if _parse_campaign(c, r) != 0:
                 return -1
         elif f == 7:
-            v = _revenue_value(c)
-            if v is _FAIL:
+            if _revenue_value(c, r) != 0:
                 return -1
-            r.revenue = v
         elif f == 9:
             ch = _peek(c)
             if ch == 110:
@@ -1059,8 +1069,10 @@ def decode_json_columns(bytes body, int64_t received_ms, int64_t min_ts, int64_t
     cdef int ch, more
     cdef bint seen_batch = False, seen_sent = False, has_sent = False
     cdef int64_t sent_at = 0, skew, ts
-    cdef uint64_t first, h1, h2
-    cdef object v, ip, packed_b, props, cur, parsed, ua
+    cdef uint64_t first, h1, h2, h
+    cdef object v, ip, packed_b, cur, parsed, ua
+    cdef const char *ip_p
+    cdef Py_ssize_t ip_len = 0
     cdef int k
     cdef const char *pp
     cdef uint8_t *m_kind
@@ -1079,6 +1091,7 @@ def decode_json_columns(bytes body, int64_t received_ms, int64_t min_ts, int64_t
     c.end = PyBytes_GET_SIZE(body)
     c.pos = 0
     c.scratch = NULL
+    _SEGBUF.len = 0  # the request's segments are written while it is parsed
 
 
     try:
@@ -1115,27 +1128,36 @@ def decode_json_columns(bytes body, int64_t received_ms, int64_t min_ts, int64_t
                         if r.kind == KIND_EVENT and not r.name:
                             return None
                         cur = r.currency
-                        if r.revenue is not None and not cur:
+                        if r.f.has_revenue and not cur:
                             cur = "USD"
                         if cur is not None:
                             cur = _currency(cur)
                             if cur is None:
                                 return None
+                        # the IP: its canonical text (for the fingerprint) and packed form (for the segment)
                         ip = packed_b = None
-                        if r.packed is not None:
-                            ip = r.ip
-                            packed_b = r.packed
+                        if r.ip_n > 0:
+                            ip_p = r.ip_text
+                            ip_len = r.ip_n
+                            r.f.packed = <const char *>r.ip_b
+                            r.f.packed_n = 4
                         elif r.ip is not None:
                             parsed = _canonical_ip(r.ip)
                             if parsed is None:
                                 return None
-                            ip, packed_b = parsed
-                        props = None
+                            ip, packed_b = parsed   # held until the segment is written
+                            ip_p = PyUnicode_AsUTF8AndSize(ip, &ip_len)
+                            r.f.packed = PyBytes_AsString(packed_b)
+                            r.f.packed_n = PyBytes_GET_SIZE(packed_b)
+                        else:
+                            ip_p = NULL
                         if r.props_start >= 0:
+                            # the text as sent: _skip checked it is JSON, its strings UTF-8
                             pp = <const char *>c.s + r.props_start
                             if r.props_len > max_props or memmem(pp, r.props_len, b"\\u0000", 6) != NULL:
                                 return None
-                            props = PyUnicode_DecodeUTF8(pp, r.props_len, NULL)
+                            r.f.props = pp
+                            r.f.props_n = r.props_len
                         # -- good: its columns
                         if g == cap:
                             cap = 256 if cap == 0 else cap * 2
@@ -1152,9 +1174,9 @@ def decode_json_columns(bytes body, int64_t received_ms, int64_t min_ts, int64_t
                         row.h2 = h2
                         first = 0
                         for j in range(5):
-                            v = r.ids[j]
-                            if v is not None:
-                                row.dev[j] = hash_str(v, _DEV_SEED + j)
+                            if r.f.idn[j] >= 0:  # hash_str of the normalised id, from its bytes
+                                h = unmo_xxh64(r.f.ids[j], <size_t>r.f.idn[j], _DEV_SEED + j)
+                                row.dev[j] = h if h != 0 else 1
                                 if first == 0:
                                     first = row.dev[j]
                             else:
@@ -1168,29 +1190,20 @@ def decode_json_columns(bytes body, int64_t received_ms, int64_t min_ts, int64_t
                             if v is not None:
                                 row.r1 = hash_str(v, 0)
                                 row.r2 = hash_str(v, _ID_SEED_2)
-                        if r.kind <= KIND_IMPRESSION:
-                            row.fp = _fingerprint(&_FPBUF, ip, ua, None, None, None, parse_ua)
-                        elif r.kind == KIND_INSTALL:
-                            row.fp = _fingerprint(&_FPBUF, ip, ua, r.os, r.osv, r.model, parse_ua)
-                        else:
+                        if ip_p == NULL or r.kind > KIND_INSTALL:
                             row.fp = 0
+                        elif r.kind <= KIND_IMPRESSION:
+                            row.fp = _fingerprint_span(&_FPBUF, ip_p, ip_len, ua, None, None, None, parse_ua)
+                        else:
+                            row.fp = _fingerprint_span(&_FPBUF, ip_p, ip_len, ua, r.os, r.osv, r.model, parse_ua)
+                        # its segment, with the ts as sent (seg_patch_ts adds the skew once sent_at is known)
+                        row.ts_at = seg_record_spans(&_SEGBUF, r.kind, r.rid, r.ts, &r.f, ua, r.platform, r.os, r.osv,
+                                                     r.model, r.referrer, r.name, cur, row.fp)
+                        row.seg_end = <Py_ssize_t>_SEGBUF.len
                         # nothing below raises: the row's references are complete when g counts it
                         _keep(row, _C_RID, r.rid)
                         for j in range(5):
-                            _keep(row, _C_IDS + j, r.ids[j])
                             _keep(row, _C_CAMP + j, r.camp[j])
-                        _keep(row, _C_IP, ip)
-                        _keep(row, _C_PACKED, packed_b)
-                        _keep(row, _C_UA, ua)
-                        _keep(row, _C_PLATFORM, r.platform)
-                        _keep(row, _C_OS, r.os)
-                        _keep(row, _C_OSV, r.osv)
-                        _keep(row, _C_MODEL, r.model)
-                        _keep(row, _C_REF, r.referrer)
-                        _keep(row, _C_NAME, r.name)
-                        _keep(row, _C_REV, r.revenue)
-                        _keep(row, _C_CUR, cur)
-                        _keep(row, _C_PROPS, props)
                         g += 1
                         ch = _peek(&c)
                         if ch == 44:
@@ -1236,7 +1249,6 @@ def decode_json_columns(bytes body, int64_t received_ms, int64_t min_ts, int64_t
         a_seg = np.empty(g + 1, dtype=np.int64)
         m_seg = <int64_t *>cnp.PyArray_DATA(a_seg)
         m_seg[0] = 0
-        _SEGBUF.len = 0
         for i in range(g):
             row = &rows[i]
             ts = row.ts
@@ -1245,13 +1257,9 @@ def decode_json_columns(bytes body, int64_t received_ms, int64_t min_ts, int64_t
             ts += skew
             if ts > future_limit:
                 return None
-            seg_record(&_SEGBUF, row.kind, <object>row.obj[_C_RID], ts, <object>row.obj[_C_IDS],
-                       <object>row.obj[_C_IDS + 1], <object>row.obj[_C_IDS + 2], <object>row.obj[_C_IDS + 3],
-                       <object>row.obj[_C_IDS + 4], <object>row.obj[_C_PACKED], <object>row.obj[_C_UA],
-                       <object>row.obj[_C_PLATFORM], <object>row.obj[_C_OS], <object>row.obj[_C_OSV],
-                       <object>row.obj[_C_MODEL], <object>row.obj[_C_REF], <object>row.obj[_C_NAME],
-                       <object>row.obj[_C_REV], <object>row.obj[_C_CUR], <object>row.obj[_C_PROPS], row.fp)
-            m_seg[i + 1] = <int64_t>_SEGBUF.len
+            if skew != 0:
+                seg_patch_ts(&_SEGBUF, row.ts_at, ts)
+            m_seg[i + 1] = <int64_t>row.seg_end
             m_ts[i] = ts
             m_kind[i] = row.kind
             m_h1[i] = row.h1
