@@ -52,6 +52,19 @@ cdef extern from "table.h":
     void unmo_prefetch(const void *p) nogil
     void *unmo_array_resize(void *p, size_t old_bytes, size_t new_bytes) nogil
     void unmo_table_free(void *p, size_t bytes) nogil
+    enum:
+        UNMO_MAX_LOAD_NUM
+        UNMO_MAX_LOAD_DEN
+        UNMO_HUGE
+    void *unmo_prefault(size_t bytes) nogil
+    int unmo_adopt_spare(void *p, size_t bytes) nogil
+    int unmo_has_spare(size_t bytes) nogil
+    enum:
+        UNMO_SPARES
+    void *unmo_spare[]
+    size_t unmo_spare_len[]
+    int unmo_spare_clean[]
+    size_t unmo_pow2_at_least(size_t n) nogil
 
 cdef extern from "tsorder.h":
     ctypedef struct unmo_sort_scratch:

@@ -199,6 +199,18 @@ cdef class Kernel:
         b += (self.ccap + self.iccap) * sizeof(Cand) + self.lscap * 8
         return b
 
+    def seen_growth_bytes(self):
+        """Bytes of the table the dedup set grows into next, once it is past half of its load limit and no
+        spare mapping of that size is held; 0 otherwise (and for tables under 2 MiB, which calloc makes).
+        The writer prefaults that much off the interpreter lock (prefault_table)."""
+        cdef size_t nxt
+        if self.seen.len * UNMO_MAX_LOAD_DEN * 2 < self.seen.cap * UNMO_MAX_LOAD_NUM:
+            return 0
+        nxt = self.seen.cap * 2 * sizeof(unmo_entry128)
+        if nxt < UNMO_HUGE or unmo_has_spare(nxt):
+            return 0
+        return nxt
+
     def reserve(self, int64_t records, int64_t touches=0, int64_t links=0, int64_t id_bytes=0):
         """Make room for ``records`` more record ids, ``touches`` more touches (clicks among
         them), ``links`` more touch links and ``id_bytes`` more bytes of touch ids, so that the
@@ -965,3 +977,46 @@ cdef class Kernel:
         match[r] = how
         self._map_install(dev, s)
         return 0
+
+
+cdef class PrefaultedTable:
+    """A table's mapping made and touched ahead of need (prefault_table), until adopt() offers it to the
+    next table of its size; released as a spare when dropped unadopted."""
+    cdef void *p
+    cdef readonly size_t nbytes
+
+    def adopt(self):
+        """Offer it to the next table of ``nbytes`` (once); False when the spares had no room (released)."""
+        cdef void *p = self.p
+        if p == NULL:
+            raise ValueError("prefaulted table: adopted already")
+        self.p = NULL
+        return unmo_adopt_spare(p, self.nbytes) == 1
+
+    def __dealloc__(self):
+        if self.p != NULL:
+            unmo_table_free(self.p, self.nbytes)
+
+
+def prefault_table(size_t nbytes):
+    """Map ``nbytes`` (at least 2 MiB) for a table and touch every page, without the interpreter lock (run it
+    on another thread: the first touch of fresh memory is the slow part of growing a table); None when out
+    of memory.  Kernel.seen_growth_bytes says how much."""
+    cdef void *p
+    cdef PrefaultedTable t
+    if nbytes < UNMO_HUGE:
+        raise ValueError(f"prefault_table: {nbytes} bytes is under 2 MiB (such tables are calloc'd)")
+    with nogil:
+        p = unmo_prefault(nbytes)
+    if p == NULL:
+        return None
+    t = PrefaultedTable.__new__(PrefaultedTable)
+    t.p = p
+    t.nbytes = nbytes
+    return t
+
+
+def spare_tables():
+    """The released and prefaulted mappings kept for the next table of their size: ``(bytes, clean)`` each
+    (for tests and diagnostics)."""
+    return [(unmo_spare_len[i], bool(unmo_spare_clean[i])) for i in range(UNMO_SPARES) if unmo_spare[i] != NULL]

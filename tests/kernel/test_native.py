@@ -108,3 +108,43 @@ def test_rebuilds_drop_what_fell_out_of_the_windows_and_memory_follows() -> None
     # twice that (a power of two) and runs again at 70 % full: at most 2.8 times as many
     assert 7 * day <= k.record_ids <= 2.8 * 8 * day
     assert 0 < k.memory_bytes() < 64 * 1024 * 1024
+
+
+def test_the_dedup_sets_next_table_is_prefaulted_and_taken_by_its_growth() -> None:
+    """Past half of its load limit, the dedup set names the table it will grow into; a prefaulted mapping of
+    that size, adopted, is what the growth takes (no longer held as a spare), and the set stays right."""
+    from unmo._native import prefault_table, spare_tables
+    k = kernel()
+    assert k.seen_growth_bytes() == 0  # empty
+    step = 20_000
+    n = 0
+    while not k.seen_growth_bytes():
+        ids = np.arange(n, n + step)
+        dup, *_ = k.process(*columns(np.full(step, Kind.EVENT, dtype=np.uint8), np.full(step, T0), ids))
+        assert not dup.any()
+        n += step
+        assert n < 2_000_000
+    want = k.seen_growth_bytes()
+    assert want >= 2 << 20 and want % 24 == 0
+    before = spare_tables()
+    table = prefault_table(want)
+    assert table is not None and table.nbytes == want
+    assert table.adopt() is True
+    with pytest.raises(ValueError, match="adopted already"):
+        table.adopt()
+    held = spare_tables()
+    assert len(held) == len(before) + 1 and (-(-want // (2 << 20)) * (2 << 20), True) in held
+    assert k.seen_growth_bytes() == 0  # held already: not asked for twice
+    # grow: the batches that fill the set past its limit rebuild it into the adopted mapping
+    while (-(-want // (2 << 20)) * (2 << 20), True) in spare_tables():
+        ids = np.arange(n, n + step)
+        dup, *_ = k.process(*columns(np.full(step, Kind.EVENT, dtype=np.uint8), np.full(step, T0), ids))
+        assert not dup.any()
+        n += step
+        assert n < 4_000_000
+    # every id is still known after the growth
+    again = np.arange(0, n, 997)
+    dup, *_ = k.process(*columns(np.full(len(again), Kind.EVENT, dtype=np.uint8), np.full(len(again), T0), again))
+    assert dup.all()
+    with pytest.raises(ValueError, match="under 2 MiB"):
+        prefault_table(4096)

@@ -48,6 +48,7 @@ from typing import Any, TypeVar
 import asyncpg
 import numpy as np
 
+from unmo._native import PrefaultedTable, prefault_table
 from unmo.apps import AppSettings, load_settings
 from unmo.config import Limits
 from unmo.errors import DatabaseUnavailableError, OverloadedError, UnmoError
@@ -274,6 +275,7 @@ class Writer:
         self.last_flush_ms = 0.0
         self._contended: dict[int, float] = {}  # app_id -> time.monotonic() until which it is
         self._exclusive: dict[int, int] = {}  # app_id -> flushes in a row that found no other writer
+        self._prefaulting: asyncio.Future[PrefaultedTable | None] | None = None
 
     # -- lifecycle ------------------------------------------------------
     async def start(self, warm: bool = True) -> None:
@@ -499,6 +501,25 @@ class Writer:
             self.db_ok = True
             return
 
+    def _prepare_growth(self, state: AppKernel) -> None:
+        """When an app's dedup set is half-way to growing, have its next table's memory mapped and touched on
+        another thread (Kernel.seen_growth_bytes, prefault_table): the first touch of fresh memory is the
+        slow part of a growth, and it held this thread up to 200 ms a doubling (docs/kernel.md, "Memory")."""
+        if self._prefaulting is not None:
+            return
+        nbytes = state.native.seen_growth_bytes()
+        if not nbytes:
+            return
+        fut = asyncio.get_running_loop().run_in_executor(None, prefault_table, nbytes)
+        self._prefaulting = fut
+
+        def adopt(done: asyncio.Future[PrefaultedTable | None]) -> None:
+            self._prefaulting = None
+            if not done.cancelled() and done.exception() is None and (table := done.result()) is not None:
+                table.adopt()  # in the loop's thread: the kernel's tables are touched under the lock only
+
+        fut.add_done_callback(adopt)
+
     # -- deciding ahead of the lock ---------------------------------------
     def _can_decide_ahead(self, subs: list[Submission]) -> bool:
         """Every app of the flush has a state that this process alone has been writing lately."""
@@ -688,6 +709,7 @@ class Writer:
         order = batch_order(batch.arrays()["ts"], [sub.batch.n for sub in subs])
         d = state.decide(batch, received, order)
         assert d.camp is not None
+        self._prepare_growth(state)
         keep = d.dup == 0
         ord_ = np.empty(batch.n, dtype=np.int32)
         ord_[order] = np.arange(batch.n, dtype=np.int32)
