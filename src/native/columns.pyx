@@ -249,7 +249,7 @@ def build_columns(list records, list index, list raws, bint msgpack, int64_t ske
     positions in the request, ``raws`` their raw bytes.  ``helpers`` gives
     parse_ua(ua), referrer_click_id(referrer), has_nul(record) -> path and
     props_from_msgpack(raw) -> JSON text or None.  Returns ``(columns, errors, arrays)``:
-    columns is a dict of Batch's list fields (index, record_id, campaign) and its
+    columns is a dict of Batch's list fields (record_id, campaign) and its
     segments (every other column of a record is only in its segment:
     unmo.ingest.batch.SEGMENT_ONLY), errors a list of ``(index, code, record)``,
     arrays the numeric columns as Batch.arrays() gives them.
@@ -269,7 +269,7 @@ def build_columns(list records, list index, list raws, bint msgpack, int64_t ske
 
     parse_ua, click_id_of, has_nul, props_from_msgpack = helpers
 
-    out_index = []; out_rid = []
+    out_rid = []
     out_camp = {f: [] for f in _CAMPAIGN_FIELDS}
     errors = []
     # the numeric columns, filled in place (no Python int a value)
@@ -278,7 +278,9 @@ def build_columns(list records, list index, list raws, bint msgpack, int64_t ske
     a_dev = np.empty((n, 5), dtype=np.uint64); a_fp = np.empty(n, dtype=np.uint64)
     a_r1 = np.empty(n, dtype=np.uint64); a_r2 = np.empty(n, dtype=np.uint64)
     a_key = np.empty(n, dtype=np.int64)
+    a_index = np.empty(n, dtype=np.int32)
     cdef int64_t[::1] m_key = a_key
+    cdef int32_t[::1] m_index = a_index
     cdef uint8_t[::1] m_kind = a_kind
     cdef int64_t[::1] m_ts = a_ts
     cdef uint64_t[::1] m_h1 = a_h1, m_h2 = a_h2, m_fp = a_fp, m_r1 = a_r1, m_r2 = a_r2
@@ -410,7 +412,7 @@ def build_columns(list records, list index, list raws, bint msgpack, int64_t ske
             m_dev[g, j] = hashes[j]
         hh = first if first != 0 else ((h1 ^ h2) if (h1 ^ h2) != 0 else 1)
         m_key[g] = <int64_t>hh
-        out_index.append(index[i])
+        m_index[g] = <int32_t>index[i]
         out_rid.append(rid)
         if dev is not None:
             if fast_dev:
@@ -449,10 +451,10 @@ def build_columns(list records, list index, list raws, bint msgpack, int64_t ske
         m_seg[g] = <int64_t>_SEGBUF.len
 
     columns = {
-        "index": out_index, "record_id": out_rid, "campaign": out_camp,
+        "record_id": out_rid, "campaign": out_camp,
         "segs": [(PyBytes_FromStringAndSize(_SEGBUF.data, <Py_ssize_t>_SEGBUF.len), a_seg[:g + 1])],
     }
-    arrays = {"kind": a_kind[:g], "ts": a_ts[:g], "id_h1": a_h1[:g], "id_h2": a_h2[:g], "dev": a_dev[:g],
+    arrays = {"index": a_index[:g], "kind": a_kind[:g], "ts": a_ts[:g], "id_h1": a_h1[:g], "id_h2": a_h2[:g], "dev": a_dev[:g],
               "fp": a_fp[:g], "ref_h1": a_r1[:g], "ref_h2": a_r2[:g], "device_key": a_key[:g]}
     return columns, errors, arrays
 

@@ -1054,7 +1054,7 @@ def decode_json_columns(bytes body, int64_t received_ms, int64_t min_ts, int64_t
     """Parse a JSON POST /v1/batch body straight into build_columns' columns.
 
     Returns ``(sent_at_ms, columns, arrays)`` -- the same values unmo.ingest.batch.decode_body's msgspec
-    path gives (build_columns' columns: index, record_id, campaign and the segments) --
+    path gives (build_columns' columns: record_id, campaign and the segments) --
     when the body is valid, within ``max_records`` / ``max_record_bytes``, and every record is good;
     otherwise None (the msgspec path then words the errors).  ``min_ts`` is the smallest epoch ms of
     a timestamp and of sent_at, ``future_limit`` received_ms + the allowed future; ``helpers`` is
@@ -1283,10 +1283,10 @@ def decode_json_columns(bytes body, int64_t received_ms, int64_t min_ts, int64_t
         free(c.scratch)
 
     columns = {
-        "index": list(range(g)), "record_id": rid_col,
+        "record_id": rid_col,
         "campaign": {_CAMPAIGN_FIELDS[j]: camp_cols[j] for j in range(5)},
         "segs": [(PyBytes_FromStringAndSize(_SEGBUF.data, <Py_ssize_t>_SEGBUF.len), a_seg)],
     }
-    arrays = {"kind": a_kind, "ts": a_ts, "id_h1": a_h1, "id_h2": a_h2, "dev": a_dev, "fp": a_fp,
+    arrays = {"index": np.arange(g, dtype=np.int32), "kind": a_kind, "ts": a_ts, "id_h1": a_h1, "id_h2": a_h2, "dev": a_dev, "fp": a_fp,
               "ref_h1": a_r1, "ref_h2": a_r2, "device_key": a_key}
     return (sent_at if has_sent else None), columns, arrays

@@ -25,8 +25,8 @@ from unmo.load.workload import Workload, build_templates, id_prefix
 
 NOW = 1_795_000_000_000  # 2026-11-18
 LIMITS = Limits()
-TEXT_KEYS = ("index", "record_id")  # the other columns are only in the segments, compared byte for byte
-ARRAYS = ("kind", "ts", "id_h1", "id_h2", "dev", "fp", "ref_h1", "ref_h2", "device_key")
+TEXT_KEYS = ("record_id",)  # the other columns are only in the segments, compared byte for byte
+ARRAYS = ("index", "kind", "ts", "id_h1", "id_h2", "dev", "fp", "ref_h1", "ref_h2", "device_key")
 DEVICE_IDS = ("idfa", "gaid", "oaid", "idfv", "android_id")
 CAMPAIGN = ("network", "campaign", "adset", "ad", "site")
 
@@ -58,12 +58,12 @@ def assert_same(got, d) -> None:
     b = d.batch
     assert d.errors == []
     assert sent_at_ms == d.sent_at_ms and type(sent_at_ms) is type(d.sent_at_ms)
-    assert len(columns["index"]) == b.n
+    assert len(columns["record_id"]) == b.n
     for key in TEXT_KEYS:
         mine, theirs = columns[key], getattr(b, key)
         assert len(mine) == len(theirs), key
         assert all(_same_value(x, y) for x, y in zip(mine, theirs, strict=True)), (key, mine, theirs)
-    assert set(columns) == {"index", "record_id", "campaign", "segs"}
+    assert set(columns) == {"record_id", "campaign", "segs"}
     assert set(columns["campaign"]) == set(CAMPAIGN)
     for name in CAMPAIGN:
         mine, theirs = columns["campaign"][name], b.campaign[name]
@@ -451,7 +451,7 @@ def test_bad_records_still_get_the_msgspec_errors():
                   rec(id="b4", properties={"a": "\u0000"}))
     assert native(raw) is None
     d = decode_body(raw, msgpack=False, received_ms=NOW, limits=LIMITS)
-    assert d.batch.index == [0, 2]
+    assert d.batch.index.tolist() == [0, 2]
     assert [e["index"] for e in d.errors] == [1, 3, 4, 5]
     assert d.errors == decode_body_msgspec(raw, msgpack=False, received_ms=NOW, limits=LIMITS).errors
     assert d.errors[1]["error"] == "batch[3].campaign.network: required for a click, got None"

@@ -148,7 +148,7 @@ def canonical_ip(text: str) -> tuple[str, bytes] | None:
 # The numeric columns: numpy arrays only (the kernel, the COPY encoder and the writer read them as arrays;
 # a Python int per value and record was a tenth of the decode).  dev holds the 5 device-id hashes a row.
 NUMERIC_COLUMNS: dict[str, type] = {
-    "kind": np.uint8, "ts": np.int64, "id_h1": np.uint64, "id_h2": np.uint64, "dev": np.uint64,
+    "index": np.int32, "kind": np.uint8, "ts": np.int64, "id_h1": np.uint64, "id_h2": np.uint64, "dev": np.uint64,
     "fp": np.uint64, "ref_h1": np.uint64, "ref_h2": np.uint64, "device_key": np.int64,
 }
 
@@ -195,15 +195,14 @@ def _segment_values(segs: list[tuple[bytes, np.ndarray]], name: str) -> list[Any
 class Batch:
     """Good records of one or more requests, as columns, in arrival order.
 
-    ``index``, ``record_id`` and ``campaign`` are lists (one str or None a row); the numeric columns are
-    numpy arrays, kept as the parts of the requests merged into this batch and joined on first use
-    (``arrays()``, or the attributes ``kind``, ``ts``, ``id_h1``, ``id_h2``, ``dev``, ``fp``, ``ref_h1``,
-    ``ref_h2``, ``device_key``).  The rest of a record (SEGMENT_ONLY, and the device ids ``ids``) is
+    ``record_id`` and ``campaign`` are lists (one str or None a row); the numeric columns are numpy
+    arrays, kept as the parts of the requests merged into this batch and joined on first use
+    (``arrays()``, or the attributes ``index``, ``kind``, ``ts``, ``id_h1``, ``id_h2``, ``dev``, ``fp``,
+    ``ref_h1``, ``ref_h2``, ``device_key``).  The rest of a record (SEGMENT_ONLY, and the device ids ``ids``) is
     only in its COPY segment and is read back from there by the attributes of those names.
     """
 
     n: int = 0
-    index: list[int] = field(default_factory=list)  # position in its request's batch
     record_id: list[str] = field(default_factory=list)
     campaign: dict[str, list[str | None]] = field(default_factory=lambda: {f: [] for f in CAMPAIGN_FIELDS})
     # numeric columns, in parts of rows that add up to n (ts is ms, clock-skew corrected)
@@ -260,6 +259,7 @@ class Batch:
         self.parts[:] = [joined]
         return joined
 
+    index = property(lambda self: self.arrays()["index"], doc="position in its request's batch (int32)")
     kind = property(lambda self: self.arrays()["kind"], doc="records.kind codes (uint8)")
     ts = property(lambda self: self.arrays()["ts"], doc="event time, epoch ms, skew corrected (int64)")
     id_h1 = property(lambda self: self.arrays()["id_h1"], doc="record id hash, first half (uint64)")
@@ -390,7 +390,7 @@ def decode_body(body: bytes, *, msgpack: bool, received_ms: int, limits: Limits)
         )
         if got is not None:
             sent_at_ms, columns, arrays = got
-            return Decoded(Batch(n=len(columns["index"]), **columns, parts=[arrays]), [], received_ms, sent_at_ms)
+            return Decoded(Batch(n=len(arrays["index"]), **columns, parts=[arrays]), [], received_ms, sent_at_ms)
     return decode_body_msgspec(body, msgpack=msgpack, received_ms=received_ms, limits=limits)
 
 
@@ -452,5 +452,5 @@ def decode_body_msgspec(body: bytes, *, msgpack: bool, received_ms: int, limits:
         errors.append({"index": i, "id": rec.id, "error": _semantic_error(i, code, rec, msgpack)})
     if bad:
         errors.sort(key=lambda e: e["index"])
-    b = Batch(n=len(columns["index"]), **columns, parts=[arrays])
+    b = Batch(n=len(arrays["index"]), **columns, parts=[arrays])
     return Decoded(b, errors, received_ms, sent_at_ms)

@@ -106,7 +106,7 @@ def batch_from_rows(rows: list[Any]) -> tuple[Batch, np.ndarray, np.ndarray]:
     received = np.fromiter(((r["received_at"] - EPOCH) // _MS for r in rows), dtype=np.int64, count=n)
     stored = np.fromiter((r["outcome"] for r in rows), dtype=np.int16, count=n)
     # columns the replay does not read (ref_h1/ref_h2 stay 0)
-    b.index = list(range(n))
+    a["index"][:] = np.arange(n, dtype=np.int32)
     first = a["dev"][:, 0]
     a["device_key"][:] = np.where(first == 0, np.uint64(1), first).view(np.int64)
     b.parts = [a]

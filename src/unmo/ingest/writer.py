@@ -762,7 +762,7 @@ class Writer:
         results = await self._results_with_duplicates(conn, app_id, batch, d)
         outs = []
         start = 0
-        kinds = batch.arrays()["kind"]
+        kinds, index = batch.arrays()["kind"], batch.arrays()["index"]
         for s in w.subs:
             end = start + s.batch.n
             k, dup = kinds[start:end], d.dup[start:end].astype(bool)
@@ -782,7 +782,7 @@ class Writer:
             for row in (np.flatnonzero(k == Kind.INSTALL) + start).tolist():
                 r = results.get(row)
                 if r is not None:
-                    installs.append({"index": batch.index[row], "id": batch.record_id[row], **r})
+                    installs.append({"index": int(index[row]), "id": batch.record_id[row], **r})
             outs.append(
                 Outcome(accepted=s.batch.n - dups, duplicates=dups, installs=installs, by_kind=by_kind)
             )
