@@ -979,6 +979,7 @@ cdef class Kernel:
         return 0
 
 
+@cython.final
 cdef class PrefaultedTable:
     """A table's mapping made and touched ahead of need (prefault_table), until adopt() offers it to the
     next table of its size; released as a spare when dropped unadopted."""

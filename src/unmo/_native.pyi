@@ -153,6 +153,7 @@ def decode_json_columns(
     helpers: tuple[Any, Any, Any, Any],
 ) -> tuple[int | None, dict[str, Any], dict[str, Any]] | None: ...
 
+@final
 class PrefaultedTable:
     nbytes: int
     def adopt(self) -> bool: ...
