@@ -56,6 +56,7 @@ cdef extern from "table.h":
         UNMO_MAX_LOAD_NUM
         UNMO_MAX_LOAD_DEN
         UNMO_HUGE
+    const size_t UNMO_SPARE_BYTES
     void *unmo_prefault(size_t bytes) nogil
     int unmo_adopt_spare(void *p, size_t bytes) nogil
     int unmo_has_spare(size_t bytes) nogil

@@ -201,13 +201,14 @@ cdef class Kernel:
 
     def seen_growth_bytes(self):
         """Bytes of the table the dedup set grows into next, once it is past half of its load limit and no
-        spare mapping of that size is held; 0 otherwise (and for tables under 2 MiB, which calloc makes).
+        spare mapping of that size is held; 0 otherwise (and for tables under 2 MiB, which calloc makes, or
+        over the 1 GiB the spares may hold).
         The writer prefaults that much off the interpreter lock (prefault_table)."""
         cdef size_t nxt
         if self.seen.len * UNMO_MAX_LOAD_DEN * 2 < self.seen.cap * UNMO_MAX_LOAD_NUM:
             return 0
         nxt = self.seen.cap * 2 * sizeof(unmo_entry128)
-        if nxt < UNMO_HUGE or unmo_has_spare(nxt):
+        if nxt < UNMO_HUGE or nxt > UNMO_SPARE_BYTES or unmo_has_spare(nxt):
             return 0
         return nxt
 

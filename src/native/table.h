@@ -98,23 +98,32 @@ static inline void *unmo_prefault(size_t bytes) {
     return p;
 }
 
-/* 1 when a prefaulted mapping of that size waits among the spares (or p was adopted now), 0 when
- * there was no room for it (it is unmapped). */
+/* Keep p (from unmo_prefault) among the spares; released spares of other sizes, smallest first, make
+ * room for it (a growth that is due is worth more than a table released earlier).  1 when kept, 0
+ * when larger than the spares may hold (it is unmapped). */
 static inline int unmo_adopt_spare(void *p, size_t bytes) {
-    size_t len = unmo_mapping_len(bytes), kept = 0;
-    int slot = -1;
-    for (int i = 0; i < UNMO_SPARES; i++) {
-        if (unmo_spare[i] == NULL) slot = i;
-        else kept += unmo_spare_len[i];
-    }
-    if (slot < 0 || kept + len > UNMO_SPARE_BYTES) {
+    size_t len = unmo_mapping_len(bytes);
+    if (len > UNMO_SPARE_BYTES) {
         munmap(p, len);
         return 0;
     }
-    unmo_spare[slot] = p;
-    unmo_spare_len[slot] = len;
-    unmo_spare_clean[slot] = 1;
-    return 1;
+    for (;;) {
+        size_t kept = 0;
+        int slot = -1, smallest = -1;
+        for (int i = 0; i < UNMO_SPARES; i++) {
+            if (unmo_spare[i] == NULL) { slot = i; continue; }
+            kept += unmo_spare_len[i];
+            if (smallest < 0 || unmo_spare_len[i] < unmo_spare_len[smallest]) smallest = i;
+        }
+        if (slot >= 0 && kept + len <= UNMO_SPARE_BYTES) {
+            unmo_spare[slot] = p;
+            unmo_spare_len[slot] = len;
+            unmo_spare_clean[slot] = 1;
+            return 1;
+        }
+        munmap(unmo_spare[smallest], unmo_spare_len[smallest]);  /* some spare is held: no room otherwise */
+        unmo_spare[smallest] = NULL;
+    }
 }
 
 /* Whether a spare of a table of `bytes` is held (a prefault for it would be wasted). */
