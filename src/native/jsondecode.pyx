@@ -535,15 +535,6 @@ cdef inline uint64_t _text_hash(const unsigned char *p, Py_ssize_t n) noexcept n
     h ^= h >> 33
     h *= 0xC4CEB9FE1A85EC53ULL
     return h ^ (h >> 33)
-    while k + 8 <= n:
-        memcpy(&w, p + k, 8)
-        h = (h ^ w) * 0xBF58476D1CE4E5B9ULL
-        h ^= h >> 31
-        k += 8
-    if k < n:
-        memcpy(&w, p + n - 8, 8)
-        h = (h ^ w) * 0x94D049BB133111EBULL
-    return h ^ (h >> 29)
 
 
 cdef object _cached_str(_JCtx *c, Py_ssize_t max_chars):
