@@ -165,8 +165,8 @@ SEGMENT_COLUMNS = [
     "referrer", "name", "revenue", "currency", "properties", "fp",
 ]
 # The columns that only the COPY reads: the decoders make no Python list of them (a str, float or bytes
-# a record and field, extended into every flush's batch and freed after it, was a fifth of the serving
-# process); Batch reads them back from the segments when asked (the IP blocklist, tests, tools).
+# a record and field, extended into every flush's batch and freed after it, was about a tenth of the
+# serving process); Batch reads them back from the segments when asked (the IP blocklist, tests, tools).
 SEGMENT_ONLY = ("ip", "ip_packed", "ua", "platform", "os", "os_version", "model", "referrer", "name",
                 "revenue", "currency", "properties")
 
