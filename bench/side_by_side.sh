@@ -25,17 +25,13 @@ for _ in $(seq 100); do curl -sf -o /dev/null "http://127.0.0.1:$PORT/healthz" &
 "$PY" -m unmo load --url "http://127.0.0.1:$PORT" --database-url "$URL" --duration 8s --batch-size 1000 \
     --concurrency "$CONC" --json >"$OUT/load.json" 2>/dev/null &
 LPID=$!
-ticks() {  # clock ticks used so far by the server (all its threads, and its workers) and by PostgreSQL
-    local s g p
-    s=0
-    for p in $SPID $(pgrep -P "$SPID" || true); do
-        s=$((s + $(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0)))
-    done
-    g=0
-    for p in $( (pgrep -x postgres; pgrep -f "postgres:") | sort -u); do
-        g=$((g + $(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0)))
-    done
-    echo "$s $g"
+sum_ticks() {  # clock ticks (user + system) used so far by the processes given
+    local t=0 p
+    for p in "$@"; do t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0))); done
+    echo "$t"
+}
+ticks() {  # by the server (all its threads, and its workers), and by PostgreSQL
+    echo "$(sum_ticks "$SPID" $(pgrep -P "$SPID" || true)) $(sum_ticks $( (pgrep -x postgres; pgrep -f "postgres:") | sort -u))"
 }
 sleep 2
 read -r s0 g0 < <(ticks); t0=$(date +%s.%N)

@@ -454,8 +454,8 @@ def build_columns(list records, list index, list raws, bint msgpack, int64_t ske
         "record_id": out_rid, "campaign": out_camp,
         "segs": [(PyBytes_FromStringAndSize(_SEGBUF.data, <Py_ssize_t>_SEGBUF.len), a_seg[:g + 1])],
     }
-    arrays = {"index": a_index[:g], "kind": a_kind[:g], "ts": a_ts[:g], "id_h1": a_h1[:g], "id_h2": a_h2[:g], "dev": a_dev[:g],
-              "fp": a_fp[:g], "ref_h1": a_r1[:g], "ref_h2": a_r2[:g], "device_key": a_key[:g]}
+    arrays = {"index": a_index[:g], "kind": a_kind[:g], "ts": a_ts[:g], "id_h1": a_h1[:g], "id_h2": a_h2[:g],
+              "dev": a_dev[:g], "fp": a_fp[:g], "ref_h1": a_r1[:g], "ref_h2": a_r2[:g], "device_key": a_key[:g]}
     return columns, errors, arrays
 
 

@@ -1278,6 +1278,6 @@ def decode_json_columns(bytes body, int64_t received_ms, int64_t min_ts, int64_t
         "campaign": {_CAMPAIGN_FIELDS[j]: camp_cols[j] for j in range(5)},
         "segs": [(PyBytes_FromStringAndSize(_SEGBUF.data, <Py_ssize_t>_SEGBUF.len), a_seg)],
     }
-    arrays = {"index": np.arange(g, dtype=np.int32), "kind": a_kind, "ts": a_ts, "id_h1": a_h1, "id_h2": a_h2, "dev": a_dev, "fp": a_fp,
-              "ref_h1": a_r1, "ref_h2": a_r2, "device_key": a_key}
+    arrays = {"index": np.arange(g, dtype=np.int32), "kind": a_kind, "ts": a_ts, "id_h1": a_h1, "id_h2": a_h2,
+              "dev": a_dev, "fp": a_fp, "ref_h1": a_r1, "ref_h2": a_r2, "device_key": a_key}
     return (sent_at if has_sent else None), columns, arrays

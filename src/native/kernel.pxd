@@ -56,16 +56,14 @@ cdef extern from "table.h":
         UNMO_MAX_LOAD_NUM
         UNMO_MAX_LOAD_DEN
         UNMO_HUGE
-    const size_t UNMO_SPARE_BYTES
-    void *unmo_prefault(size_t bytes) nogil
-    int unmo_adopt_spare(void *p, size_t bytes) nogil
-    int unmo_has_spare(size_t bytes) nogil
-    enum:
         UNMO_SPARES
+    const size_t UNMO_SPARE_BYTES
     void *unmo_spare[]
     size_t unmo_spare_len[]
     int unmo_spare_clean[]
-    size_t unmo_pow2_at_least(size_t n) nogil
+    void *unmo_prefault(size_t bytes) nogil
+    int unmo_adopt_spare(void *p, size_t bytes) nogil
+    int unmo_has_spare(size_t bytes) nogil
 
 cdef extern from "tsorder.h":
     ctypedef struct unmo_sort_scratch:

@@ -988,7 +988,8 @@ cdef class PrefaultedTable:
     cdef readonly size_t nbytes
 
     def adopt(self):
-        """Offer it to the next table of ``nbytes`` (once); False when the spares had no room (released)."""
+        """Offer it to the next table of ``nbytes`` (once), displacing smaller spares if need be; False when
+        it is larger than the spares may hold (it is released)."""
         cdef void *p = self.p
         if p == NULL:
             raise ValueError("prefaulted table: adopted already")

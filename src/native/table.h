@@ -42,16 +42,22 @@ static void *unmo_spare[UNMO_SPARES];
 static size_t unmo_spare_len[UNMO_SPARES];
 static int unmo_spare_clean[UNMO_SPARES];   /* never written since it was mapped: all zero */
 
+/* The slot of a spare mapping of `len` bytes (a mapping length), or -1. */
+static inline int unmo_spare_of(size_t len) {
+    for (int i = 0; i < UNMO_SPARES; i++)
+        if (unmo_spare[i] != NULL && unmo_spare_len[i] == len) return i;
+    return -1;
+}
+
 static inline void *unmo_table_alloc(size_t bytes) {
     if (bytes < UNMO_HUGE) return calloc(1, bytes);
     size_t len = unmo_mapping_len(bytes);
-    for (int i = 0; i < UNMO_SPARES; i++) {
-        if (unmo_spare[i] != NULL && unmo_spare_len[i] == len) {
-            void *p = unmo_spare[i];
-            unmo_spare[i] = NULL;
-            if (!unmo_spare_clean[i]) memset(p, 0, bytes);
-            return p;
-        }
+    int i = unmo_spare_of(len);
+    if (i >= 0) {
+        void *p = unmo_spare[i];
+        unmo_spare[i] = NULL;
+        if (!unmo_spare_clean[i]) memset(p, 0, bytes);
+        return p;
     }
     void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (p == MAP_FAILED) return NULL;
@@ -128,10 +134,7 @@ static inline int unmo_adopt_spare(void *p, size_t bytes) {
 
 /* Whether a spare of a table of `bytes` is held (a prefault for it would be wasted). */
 static inline int unmo_has_spare(size_t bytes) {
-    size_t len = unmo_mapping_len(bytes);
-    for (int i = 0; i < UNMO_SPARES; i++)
-        if (unmo_spare[i] != NULL && unmo_spare_len[i] == len) return 1;
-    return 0;
+    return unmo_spare_of(unmo_mapping_len(bytes)) >= 0;
 }
 
 /* Resize a growing column (touch and install columns, links, the id arena) from old_bytes
