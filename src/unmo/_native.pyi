@@ -21,6 +21,10 @@ class Kernel:
     grace: int
     rebuild_min: int
     last_received: int
+    @property
+    def touch_rebuilds(self) -> int: ...
+    @property
+    def install_rebuilds(self) -> int: ...
     def __init__(
         self,
         click_window: int,

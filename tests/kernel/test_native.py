@@ -108,6 +108,38 @@ def test_rebuilds_drop_what_fell_out_of_the_windows_and_memory_follows() -> None
     # twice that (a power of two) and runs again at 70 % full: at most 2.8 times as many
     assert 7 * day <= k.record_ids <= 2.8 * 8 * day
     assert 0 < k.memory_bytes() < 64 * 1024 * 1024
+    assert k.touch_rebuilds > 0
+
+
+def test_a_growing_app_is_not_rebuilt_until_a_quarter_of_it_fell_out() -> None:
+    """Touches doubling with nothing out of the window: each look counts the ts column and rebuilds
+    nothing (a rebuild would rewrite every column and index as it was, on the serving thread).  Once
+    a quarter or more fell out, the next look rebuilds and drops it."""
+    k = kernel()
+    k.rebuild_min = 1000
+    batch = 4000
+    dev = np.zeros((batch, 5), dtype=np.uint64)
+    dev[:, 1] = np.arange(batch, dtype=np.uint64) + 1
+    received = T0 + DAY
+
+    def clicks(b: int, ts0: int) -> None:
+        ts = ts0 + np.arange(batch, dtype=np.int64)
+        k.process(*columns(np.full(batch, Kind.CLICK, dtype=np.uint8), ts, np.arange(batch) + b * batch, dev,
+                           received=received))
+        k.evict(k.last_received)
+
+    for b in range(16):                        # 64,000 clicks of one day: every look finds them all live
+        clicks(b, T0 + b * batch)
+    assert k.touches == 16 * batch and k.touch_rebuilds == 0
+    # ten days later (click window 7 d + grace 2 d): the old ones fall out, and a look due by then rebuilds
+    received = T0 + 11 * DAY
+    b = 16
+    while k.touch_rebuilds == 0:
+        clicks(b, T0 + 10 * DAY + b * batch)
+        b += 1
+        assert b < 64
+    assert k.touch_rebuilds == 1
+    assert k.touches == (b - 16) * batch       # only the new days' clicks are held
 
 
 def test_the_dedup_sets_next_table_is_prefaulted_and_taken_by_its_growth() -> None:
