@@ -132,6 +132,7 @@ class _Conflict(Exception):
     """A flush decided ahead found its app's state changed underneath it (nothing was stored)."""
 
 
+_COMMITTED_SEQS = "SELECT app_id, seq FROM unmo.app_log WHERE app_id = ANY($1::bigint[])"
 _LOCK_AND_ADVANCE = (
     "UPDATE unmo.app_log a SET seq = a.seq + 1 FROM (SELECT app_id FROM unmo.app_log WHERE app_id = ANY($1::bigint[]) "
     "ORDER BY app_id FOR UPDATE) l WHERE a.app_id = l.app_id RETURNING a.app_id, a.seq - 1 AS seq"
@@ -612,6 +613,8 @@ class Writer:
         app_ids = sorted(by_app)
         answers: dict[int, Outcome] = {}
         committed: dict[int, int] = {}
+        if ahead is None:
+            await self._sync_states(conn, app_ids)
         async with conn.transaction():
             if ahead is not None:
                 # decided already: copy first, then wait for the apps' locks (the previous flush's commit,
@@ -668,6 +671,26 @@ class Writer:
             await conn.copy_records_to_table(
                 "installs", schema_name="unmo", records=install_rows, columns=INSTALL_COLUMNS
             )
+
+    async def _sync_states(self, conn: asyncpg.Connection, app_ids: list[int]) -> None:
+        """Before a flush's transaction: bring the apps' states up to what is committed, warming a state
+        this process lacks and replaying what other processes wrote.  Both read records by the thousand
+        or million, and the transaction holds the apps' app_log rows, which every process writing them
+        waits for: done here, they hold up no one, and the locked ``_state_for`` has only the commits
+        made meanwhile to replay (a second worker that caught up 1.2M records under the lock held the
+        app for 8.9 s)."""
+        for row in await conn.fetch(_COMMITTED_SEQS, app_ids):
+            app_id, seq_db = row["app_id"], row["seq"]
+            state = self.states.get(app_id)
+            if state is None:
+                if app_id not in self.settings:
+                    await self.refresh_settings(conn)
+                await self.warm(conn, app_id, seq_db)
+                self._exclusive[app_id] = -1  # the locked _state_for counts this flush: 0, as after its own warm
+            elif state.seq < seq_db:
+                self._contended[app_id] = time.monotonic() + CONTENDED_S
+                self._exclusive[app_id] = 0
+                await self.catch_up(conn, state, app_id, seq_db)
 
     async def _state_for(self, conn: asyncpg.Connection, app_id: int, seq_db: int) -> AppKernel:
         state = self.states.get(app_id)

@@ -1,0 +1,78 @@
+"""Two writers on one app (two `--workers`, two replicas): the one that is behind replays the other's
+commits before its flush's transaction, not under the app's lock, so the other goes on meanwhile; and
+what it replayed, and what was committed while it did, still decides its batch."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import asyncpg
+
+from unmo.config import Limits
+from unmo.ingest.batch import decode_body
+from unmo.ingest.writer import Outcome, Submission, Writer
+from unmo.kernel import AppKernel
+
+
+def _body(ids: list[str], now: int) -> bytes:
+    return json.dumps({"batch": [{"type": "event", "id": i, "ts": now - 1000, "name": "open_screen",
+                                  "device": {"gaid": f"{n:08x}-0000-4000-8000-000000000001"}}
+                                 for n, i in enumerate(ids)]}).encode()
+
+
+async def _flush(writer: Writer, app_id: int, ids: list[str]) -> Outcome:
+    now = int(time.time() * 1000)
+    batch = decode_body(_body(ids, now), msgpack=False, received_ms=now, limits=Limits()).batch
+    sub = Submission(app_id, batch, now, asyncio.get_running_loop().create_future())
+    await writer.flush([sub])
+    return sub.future.result()
+
+
+class _Probing(Writer):
+    """A writer that runs ``probe`` (once) when it starts replaying another process's commits."""
+
+    probe: Callable[[], Awaitable[Any]] | None = None
+    probe_done_at: float | None = None
+
+    async def catch_up(self, conn: asyncpg.Connection, state: AppKernel, app_id: int, seq_db: int) -> None:
+        if self.probe is not None:
+            probe, self.probe = self.probe, None
+            await asyncio.wait_for(probe(), timeout=10)
+            self.probe_done_at = time.monotonic()
+        await super().catch_up(conn, state, app_id, seq_db)
+
+
+def test_a_writer_behind_catches_up_without_holding_the_app(database: Any, app: dict[str, Any]) -> None:
+    app_id = int(app["app_id"])
+
+    async def scenario() -> tuple[Outcome, float | None, Outcome]:
+        pools = [await asyncpg.create_pool(database.url, min_size=1, max_size=2) for _ in range(2)]
+        try:
+            a, b = Writer(pools[0], Limits()), _Probing(pools[1], Limits())
+            assert (await _flush(a, app_id, ["a-0"])).accepted == 1
+            assert (await _flush(b, app_id, ["b-0"])).accepted == 1      # b holds a state now
+            for n in range(1, 6):                                        # b falls 5 commits behind
+                assert (await _flush(a, app_id, [f"a-{n}-{i}" for i in range(200)])).accepted == 200
+            probe: dict[str, Outcome] = {}
+
+            async def a_flushes_meanwhile() -> None:
+                probe["a"] = await _flush(a, app_id, ["late-1", "late-2"])
+
+            b.probe = a_flushes_meanwhile
+            out_b = await _flush(b, app_id, ["late-1", "a-3-7", "b-1", "a-0"])
+            return out_b, b.probe_done_at, probe["a"]
+        finally:
+            for p in pools:
+                await p.close()
+
+    out_b, probed, out_a = asyncio.run(scenario())
+    # a's flush went through while b was replaying (under the lock, it would have waited for b: timeout)
+    assert probed is not None and out_a.accepted == 2
+    # b's batch was decided on everything committed before its transaction: a's five commits and the
+    # one a made during the replay
+    assert out_b.accepted == 1 and out_b.duplicates == 3
+    assert out_b.by_kind["event"] == {"accepted": 1, "duplicate": 3}
