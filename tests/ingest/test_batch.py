@@ -339,8 +339,8 @@ def test_columns_read_back_from_merged_requests_and_not_from_a_replay():
     from unmo.ingest.rows import batch_from_rows
     replay, _, _ = batch_from_rows([{
         "record_id": "r", "idfa": "x", "gaid": None, "oaid": None, "idfv": None, "android_id": None, "kind": 3,
-        "ts": dt.datetime(2026, 11, 18, tzinfo=dt.UTC), "fp": None, "network": None, "campaign": None,
-        "adset": None, "ad": None, "site": None, "received_at": dt.datetime(2026, 11, 18, tzinfo=dt.UTC),
+        "ts_ms": 1_795_000_000_000, "fp": None, "network": None, "campaign": None,
+        "adset": None, "ad": None, "site": None, "received_ms": 1_795_000_000_000,
         "outcome": 0}])
     with pytest.raises(ValueError, match="no segments"):
         replay.segment_column("ip")
