@@ -11,8 +11,10 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import asyncpg
+import pytest
 
 from unmo.config import Limits
+from unmo.ingest import writer as writer_module
 from unmo.ingest.batch import decode_body
 from unmo.ingest.writer import Outcome, Submission, Writer
 from unmo.kernel import AppKernel
@@ -24,9 +26,9 @@ def _body(ids: list[str], now: int) -> bytes:
                                  for n, i in enumerate(ids)]}).encode()
 
 
-async def _flush(writer: Writer, app_id: int, ids: list[str]) -> Outcome:
+async def _flush(writer: Writer, app_id: int, ids: list[str], body: bytes | None = None) -> Outcome:
     now = int(time.time() * 1000)
-    batch = decode_body(_body(ids, now), msgpack=False, received_ms=now, limits=Limits()).batch
+    batch = decode_body(body or _body(ids, now), msgpack=False, received_ms=now, limits=Limits()).batch
     sub = Submission(app_id, batch, now, asyncio.get_running_loop().create_future())
     await writer.flush([sub])
     return sub.future.result()
@@ -76,3 +78,47 @@ def test_a_writer_behind_catches_up_without_holding_the_app(database: Any, app: 
     # one a made during the replay
     assert out_b.accepted == 1 and out_b.duplicates == 3
     assert out_b.by_kind["event"] == {"accepted": 1, "duplicate": 3}
+
+
+def _touches_and_installs(tag: str, devices: int, now: int) -> tuple[bytes, bytes]:
+    """Clicks (one per device, campaign by device) and, apart, the installs of the same devices."""
+    clicks = [{"type": "click", "id": f"{tag}-c{d}", "ts": now - 600_000, "device": {"gaid": f"{tag}-g{d}"},
+               "campaign": {"network": "meta", "campaign": f"c{d % 7}"}} for d in range(devices)]
+    installs = [{"type": "install", "id": f"{tag}-i{d}", "ts": now - 60_000, "device": {"gaid": f"{tag}-g{d}"}}
+                for d in range(devices)]
+    return json.dumps({"batch": clicks}).encode(), json.dumps({"batch": installs}).encode()
+
+
+@pytest.mark.parametrize("chunk", [37, writer_module.REPLAY_CHUNK])
+def test_a_replay_in_chunks_decides_as_one(database: Any, app: dict[str, Any], monkeypatch: Any,
+                                           chunk: int) -> None:
+    """A writer that warms up, then catches up, through chunks of 37 rows (commits cut anywhere) attributes
+    the other writer's clicks and knows its record ids, as with one chunk."""
+    monkeypatch.setattr(writer_module, "REPLAY_CHUNK", chunk)
+    app_id = int(app["app_id"])
+
+    async def scenario() -> list[Outcome]:
+        pools = [await asyncpg.create_pool(database.url, min_size=1, max_size=2) for _ in range(2)]
+        try:
+            a, b = Writer(pools[0], Limits()), Writer(pools[1], Limits())
+            now = int(time.time() * 1000)
+            first_clicks, first_installs = _touches_and_installs("w", 150, now)
+            later_clicks, later_installs = _touches_and_installs("u", 120, now)
+            for n in range(3):                                             # a: 3 commits of events, then clicks
+                assert (await _flush(a, app_id, [f"e{n}-{i}" for i in range(50)])).accepted == 50
+            assert (await _flush(a, app_id, [], first_clicks)).accepted == 150
+            warmed = await _flush(b, app_id, [], first_installs)           # b warms up: 300 rows
+            assert (await _flush(a, app_id, [], later_clicks)).accepted == 120
+            caught = await _flush(b, app_id, [], later_installs)           # b catches up: 120 rows
+            dups = await _flush(b, app_id, ["e0-1", "e2-49", "w-c3", "u-c119", "new"])
+            return [warmed, caught, dups]
+        finally:
+            for p in pools:
+                await p.close()
+
+    warmed, caught, dups = asyncio.run(scenario())
+    for out, devices, tag in ((warmed, 150, "w"), (caught, 120, "u")):
+        assert out.accepted == devices
+        assert [i["status"] for i in out.installs] == ["attributed"] * devices
+        assert sorted(i["touch_id"] for i in out.installs) == sorted(f"{tag}-c{d}" for d in range(devices))
+    assert dups.accepted == 1 and dups.duplicates == 4
