@@ -146,6 +146,17 @@ def encode_flush(
 SEGMENT_FIELD_COUNT: int
 
 def seg_field(segs: list[tuple[bytes, npt.NDArray[np.int64]]], col: int) -> list[bytes | None]: ...
+def replay_copy_rows(
+    buf: bytes | bytearray | memoryview, pos: int, header: bool, dev_seeds: tuple[int, ...], zero_id: bytes,
+    max_rows: int,
+) -> tuple[
+    int,
+    bool,
+    tuple[
+        npt.NDArray[np.uint8], npt.NDArray[np.int64], npt.NDArray[np.int64], list[str], npt.NDArray[np.uint64],
+        npt.NDArray[np.uint64], list[list[str | None]], npt.NDArray[np.int16],
+    ],
+]: ...
 def decode_json_columns(
     body: bytes,
     received_ms: int,

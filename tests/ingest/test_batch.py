@@ -336,12 +336,9 @@ def test_columns_read_back_from_merged_requests_and_not_from_a_replay():
     merged.extend(second)
     assert merged.ua == first.ua + second.ua and merged.ids["idfa"] == first.ids["idfa"] + second.ids["idfa"]
     assert Batch().ua == []
-    from unmo.ingest.rows import batch_from_rows
-    replay, _, _ = batch_from_rows([{
-        "record_id": "r", "idfa": "x", "gaid": None, "oaid": None, "idfv": None, "android_id": None, "kind": 3,
-        "ts_ms": 1_795_000_000_000, "fp": None, "network": None, "campaign": None,
-        "adset": None, "ad": None, "site": None, "received_ms": 1_795_000_000_000,
-        "outcome": 0}])
+    from unmo.ingest.rows import batch_from_columns
+    replay = batch_from_columns(np.array([3], dtype=np.uint8), np.array([1_795_000_000_000]), ["r"],
+                                np.zeros((1, 5), dtype=np.uint64), np.zeros(1, dtype=np.uint64), [[None]] * 5)
     with pytest.raises(ValueError, match="no segments"):
         replay.segment_column("ip")
 

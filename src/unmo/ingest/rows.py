@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
-from typing import Any
+from typing import cast
 
 import numpy as np
 
-from unmo._native import encode_flush
+from unmo._native import encode_flush, replay_copy_rows
 from unmo.hashing import hash_strings
 from unmo.ingest.batch import DEVICE_SEEDS, ID_SEED_1, ID_SEED_2, SEGMENT_COLUMNS, Batch, empty_arrays
 from unmo.model import CAMPAIGN_FIELDS, DEVICE_ID_FIELDS, ZERO_ID
@@ -38,6 +38,8 @@ REPLAY_COLUMNS = (
 )
 
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+_DEVICE_SEED_LIST = tuple(DEVICE_SEEDS[f] for f in DEVICE_ID_FIELDS)
+_ZERO_ID_BYTES = ZERO_ID.encode()
 
 
 def encode_records(
@@ -80,36 +82,36 @@ def to_ms(value: dt.datetime) -> int:
     return (value - EPOCH) // dt.timedelta(milliseconds=1)
 
 
-def batch_from_rows(rows: list[Any]) -> tuple[Batch, np.ndarray, np.ndarray]:
-    """A Batch of stored records (REPLAY_COLUMNS), their received ms and stored outcomes (no segments:
-    a replay is never stored again, and only the columns the kernel replays are read).
-
-    Column by column, hashing in the native core: this is what a server runs at start
-    over every record of the windows (docs/architecture.md, "Warm-up").
-    """
+def batch_from_columns(kind: np.ndarray, ts: np.ndarray, rids: list[str], dev: np.ndarray, fp: np.ndarray,
+                       campaign: Sequence[list[str | None]]) -> Batch:
+    """A Batch of stored records for a replay, from their columns (no segments: a replay is never
+    stored again, and only the columns the kernel replays are set; ref_h1/ref_h2 stay 0)."""
     b = Batch()
-    n = len(rows)
+    n = len(rids)
     b.n = n
-    rids = [r["record_id"] for r in rows]
     b.record_id = rids
     a = empty_arrays(n)
-    a["id_h1"][:] = hash_strings(rids, ID_SEED_1)
-    a["id_h2"][:] = hash_strings(rids, ID_SEED_2)
-    for j, f in enumerate(DEVICE_ID_FIELDS):
-        # stored ids are normalised already (lower case, trimmed); the all-zero id is kept as sent
-        col = [v if v != ZERO_ID else None for v in (r[f] for r in rows)]
-        a["dev"][:, j] = hash_strings(col, DEVICE_SEEDS[f])
-    a["kind"][:] = np.fromiter((r["kind"] for r in rows), dtype=np.uint8, count=n)
-    a["ts"][:] = np.fromiter((r["ts_ms"] for r in rows), dtype=np.int64, count=n)
-    a["fp"][:] = np.fromiter(((fp or 0) & 0xFFFFFFFFFFFFFFFF for fp in (r["fp"] for r in rows)),
-                             dtype=np.uint64, count=n)
-    for f in CAMPAIGN_FIELDS:
-        b.campaign[f] = [r[f] for r in rows]
-    received = np.fromiter((r["received_ms"] for r in rows), dtype=np.int64, count=n)
-    stored = np.fromiter((r["outcome"] for r in rows), dtype=np.int16, count=n)
-    # columns the replay does not read (ref_h1/ref_h2 stay 0)
+    ids = cast(list[str | None], rids)
+    a["id_h1"][:] = hash_strings(ids, ID_SEED_1)
+    a["id_h2"][:] = hash_strings(ids, ID_SEED_2)
+    a["dev"][:] = dev
+    a["kind"][:] = kind
+    a["ts"][:] = ts
+    a["fp"][:] = fp
+    for f, col in zip(CAMPAIGN_FIELDS, campaign, strict=True):
+        b.campaign[f] = col
     a["index"][:] = np.arange(n, dtype=np.int32)
     first = a["dev"][:, 0]
     a["device_key"][:] = np.where(first == 0, np.uint64(1), first).view(np.int64)
     b.parts = [a]
-    return b, received, stored
+    return b
+
+
+def batch_from_copy(buf: bytearray, header: bool, max_rows: int) -> tuple[int, bool, Batch, np.ndarray, np.ndarray]:
+    """The whole rows at the start of ``buf``, a binary COPY of REPLAY_COLUMNS (``header``: the COPY's
+    header first), at most ``max_rows``: ``(bytes read, trailer read, batch, received ms, stored
+    outcomes)``.  Parsed natively (replay_copy_rows): no row object, device identifiers hashed from
+    their bytes.  This is what a server runs over every record of the windows when it starts."""
+    end, done, (kind, ts, received, rids, dev, fp, campaign, stored) = replay_copy_rows(
+        buf, 0, header, _DEVICE_SEED_LIST, _ZERO_ID_BYTES, max_rows)
+    return end, done, batch_from_columns(kind, ts, rids, dev, fp, campaign), received, stored

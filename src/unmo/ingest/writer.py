@@ -53,7 +53,7 @@ from unmo.apps import AppSettings, load_settings
 from unmo.config import Limits
 from unmo.errors import DatabaseUnavailableError, OverloadedError, UnmoError
 from unmo.ingest.batch import Batch
-from unmo.ingest.rows import RECORD_COLUMNS, REPLAY_COLUMNS, batch_from_rows, encode_records
+from unmo.ingest.rows import RECORD_COLUMNS, REPLAY_COLUMNS, batch_from_copy, encode_records
 from unmo.kernel import GRACE_MS, AppKernel, Decisions, batch_order, signed_hashes, to_ms
 from unmo.model import CAMPAIGN_FIELDS, Kind
 from unmo.reports import rollup as report_rollup
@@ -132,7 +132,9 @@ class _Conflict(Exception):
     """A flush decided ahead found its app's state changed underneath it (nothing was stored)."""
 
 
-# Stored records a replay (warm-up, catch-up) holds as rows at once: about 700 bytes each.
+# A replay (warm-up, catch-up) parses its COPY once this much of it has arrived, at most REPLAY_CHUNK rows
+# a batch (what it holds at once: the bytes and the batch's columns)
+REPLAY_BUFFER_BYTES = 4 << 20
 REPLAY_CHUNK = 100_000
 _COMMITTED_SEQS = "SELECT app_id, seq FROM unmo.app_log WHERE app_id = ANY($1::bigint[])"
 _LOCK_AND_ADVANCE = (
@@ -211,18 +213,38 @@ class _LockOrder:
 
 
 async def _replay(conn: asyncpg.Connection, state: AppKernel, query: str, *args: Any) -> int:
-    """Replay stored records (``query`` over REPLAY_COLUMNS, in (seq, ord) order) into ``state``, REPLAY_CHUNK
-    rows at a time through a cursor: a warm-up reads a week of an app's records, which held as rows at
-    once take about 700 bytes each (712 with tracemalloc over 656,000 rows of the load's records).  In
-    order, chunk after chunk, it leaves the state one call would.  Returns the records replayed."""
+    """Replay stored records (``query`` over REPLAY_COLUMNS, in (seq, ord) order) into ``state``, streamed
+    as binary COPY and parsed natively into the kernel's columns (batch_from_copy), at most REPLAY_CHUNK
+    rows at a time: a warm-up reads a week of an app's records, which held at once as asyncpg rows took
+    712 bytes each (tracemalloc, 656,000 rows of the load's records).  In order, chunk after chunk, it
+    leaves the state one call would.  Returns the records replayed."""
+    buf = bytearray()
+    header = True
+    done = False
     n = 0
-    async with conn.transaction():  # a cursor lives in one (a savepoint inside the flush's)
-        cursor = await conn.cursor(query, *args)
-        while rows := await cursor.fetch(REPLAY_CHUNK):
-            b, received, stored = batch_from_rows(rows)
-            state.replay_records(b, received, stored)
-            n += len(rows)
+
+    def parse(final: bool) -> None:
+        nonlocal header, done, n
+        while buf and not done and (final or len(buf) >= REPLAY_BUFFER_BYTES):
+            end, done, batch, received, stored = batch_from_copy(buf, header, REPLAY_CHUNK)
+            if end == 0:
+                break  # not one whole row yet
+            header = False
+            del buf[:end]
+            state.replay_records(batch, received, stored)
+            n += batch.n
+
+    async def sink(data: bytes) -> None:
+        buf.extend(data)
+        parse(False)
+
+    await conn.copy_from_query(query, *args, output=sink, format="binary")
+    parse(True)
+    if not done or buf:
+        raise UnmoError(f"replay: the COPY of stored records ended {'early' if not done else 'with extra bytes'}")
     return n
+
+
 
 
 def _by_app(subs: list[Submission]) -> dict[int, list[Submission]]:
