@@ -30,8 +30,8 @@ DECIDED_COLUMNS = [
 RECORD_COLUMNS = DECIDED_COLUMNS + SEGMENT_COLUMNS
 
 REPLAY_COLUMNS = (
-    # the times as epoch milliseconds, computed by PostgreSQL: a datetime a row and the Python arithmetic
-    # on it cost a replay more than a sixth of its time (docs/architecture.md, "Several processes")
+    # in the order and types replay_copy_rows (native) parses; the times as epoch milliseconds, computed by
+    # PostgreSQL; the device ids as stored (normalised when they came in; the all-zero id kept as sent)
     "kind, floor(extract(epoch FROM ts) * 1000)::int8 AS ts_ms, "
     "floor(extract(epoch FROM received_at) * 1000)::int8 AS received_ms, record_id, idfa, gaid, oaid, idfv, "
     "android_id, fp, network, campaign, adset, ad, site, outcome"

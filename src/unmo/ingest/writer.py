@@ -245,8 +245,6 @@ async def _replay(conn: asyncpg.Connection, state: AppKernel, query: str, *args:
     return n
 
 
-
-
 def _by_app(subs: list[Submission]) -> dict[int, list[Submission]]:
     by_app: dict[int, list[Submission]] = {}
     for s in subs:
