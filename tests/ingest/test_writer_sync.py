@@ -122,3 +122,42 @@ def test_a_replay_in_chunks_decides_as_one(database: Any, app: dict[str, Any], m
         assert [i["status"] for i in out.installs] == ["attributed"] * devices
         assert sorted(i["touch_id"] for i in out.installs) == sorted(f"{tag}-c{d}" for d in range(devices))
     assert dups.accepted == 1 and dups.duplicates == 4
+
+
+def test_a_device_older_than_the_window_is_found_by_its_identifier(database: Any, app: dict[str, Any]) -> None:
+    """An install older than the re-attribution window (and the grace) is not in a warmed state: a later
+    event of its device finds it in the database by identifier (unmo.install_ids, kept by a trigger on
+    unmo.installs) and inherits its campaign; a device never installed stays unattributed."""
+    app_id = int(app["app_id"])
+    now = int(time.time() * 1000)
+    old = now - 120 * 86_400_000
+    device = {"gaid": "0a0a0a0a-0000-4000-8000-00000000beef"}
+    history = json.dumps({"batch": [
+        {"type": "click", "id": "old-c", "ts": old - 60_000, "device": device,
+         "campaign": {"network": "meta", "campaign": "spring"}},
+        {"type": "install", "id": "old-i", "ts": old, "device": device}]}).encode()
+    later = json.dumps({"batch": [
+        {"type": "event", "id": "ev-1", "ts": now - 1000, "name": "buy", "device": device},
+        {"type": "event", "id": "ev-2", "ts": now - 1000, "name": "buy", "device": {"gaid": "never-installed"}}],
+    }).encode()
+
+    async def scenario() -> list[Any]:
+        pool = await asyncpg.create_pool(database.url, min_size=1, max_size=2)
+        try:
+            first = await _flush(Writer(pool, Limits()), app_id, [], history)
+            assert first.installs[0]["status"] == "attributed"
+            async with pool.acquire() as conn:
+                ids = await conn.fetch("SELECT hash, seq, ord FROM unmo.install_ids WHERE app_id = $1", app_id)
+                assert len(ids) == 1   # the install's one identifier, written by the trigger with the COPY
+            fresh = Writer(pool, Limits())             # warms up without the 120-day-old install
+            out = await _flush(fresh, app_id, [], later)
+            assert out.accepted == 2
+            async with pool.acquire() as conn:
+                return await conn.fetch("SELECT record_id, outcome, network, campaign FROM unmo.records "
+                                        "WHERE app_id = $1 AND kind = 5 ORDER BY record_id", app_id)
+        finally:
+            await pool.close()
+
+    rows = asyncio.run(scenario())
+    assert [(r["record_id"], r["outcome"], r["network"], r["campaign"]) for r in rows] == [
+        ("ev-1", 1, "meta", "spring"), ("ev-2", 5, None, None)]
