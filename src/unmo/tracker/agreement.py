@@ -170,8 +170,12 @@ async def compare(conn: asyncpg.Connection, customer_id: int, app_ids: list[int]
         wanted = sorted({to_signed(h) for r in chunk for h in r.hashes})
         latest: dict[int, asyncpg.Record] = {}
         for rec in await conn.fetch(
-            """SELECT device_hashes, status, network, campaign, received_at, seq, ord FROM unmo.installs
-               WHERE app_id = ANY($1) AND device_hashes && $2::bigint[]""",
+            # through unmo.install_ids: one b-tree descent an identifier (`device_hashes && $2` costs the
+            # apps' installs times the identifiers; migration 0005)
+            """SELECT i.device_hashes, i.status, i.network, i.campaign, i.received_at, i.seq, i.ord
+               FROM unmo.installs i WHERE (i.app_id, i.seq, i.ord) IN
+                   (SELECT app_id, seq, ord FROM unmo.install_ids
+                    WHERE app_id = ANY($1) AND hash = ANY($2::bigint[]))""",
             app_ids, wanted,
         ):
             order = (rec["received_at"], rec["seq"], rec["ord"])
