@@ -723,33 +723,32 @@ class Writer:
         made meanwhile to replay (a second worker that caught up 1.2M records under the lock held the
         app for 8.9 s)."""
         for row in await conn.fetch(_COMMITTED_SEQS, app_ids):
-            app_id, seq_db = row["app_id"], row["seq"]
-            state = self.states.get(app_id)
-            if state is None:
-                if app_id not in self.settings:
-                    await self.refresh_settings(conn)
-                await self.warm(conn, app_id, seq_db)
-                self._exclusive[app_id] = -1  # the locked _state_for counts this flush: 0, as after its own warm
-            elif state.seq < seq_db:
-                self._contended[app_id] = time.monotonic() + CONTENDED_S
-                self._exclusive[app_id] = 0
-                await self.catch_up(conn, state, app_id, seq_db)
+            # -1: the locked _state_for, finding the state current, counts this flush back to 0, as when the
+            # warm-up or catch-up happens under the lock
+            await self._bring_up(conn, row["app_id"], row["seq"], exclusive_after=-1)
 
-    async def _state_for(self, conn: asyncpg.Connection, app_id: int, seq_db: int) -> AppKernel:
+    async def _bring_up(self, conn: asyncpg.Connection, app_id: int, seq_db: int, exclusive_after: int) -> bool:
+        """Warm the app's state when this process holds none, or replay what other processes committed
+        since it; True when it did either (the app's run of exclusive flushes then restarts at
+        ``exclusive_after``), False when the state was current."""
         state = self.states.get(app_id)
         if state is None:
             if app_id not in self.settings:
                 await self.refresh_settings(conn)
-            state = await self.warm(conn, app_id, seq_db)
-            self._exclusive[app_id] = 0
+            await self.warm(conn, app_id, seq_db)
         elif state.seq < seq_db:
             # another process wrote the app: its flushes are decided under the lock for a while
             self._contended[app_id] = time.monotonic() + CONTENDED_S
-            self._exclusive[app_id] = 0
             await self.catch_up(conn, state, app_id, seq_db)
         else:
+            return False
+        self._exclusive[app_id] = exclusive_after
+        return True
+
+    async def _state_for(self, conn: asyncpg.Connection, app_id: int, seq_db: int) -> AppKernel:
+        if not await self._bring_up(conn, app_id, seq_db, exclusive_after=0):
             self._exclusive[app_id] = self._exclusive.get(app_id, 0) + 1
-        return state
+        return self.states[app_id]
 
     async def _decide(
         self, conn: asyncpg.Connection | None, state: AppKernel, app_id: int, seq: int, subs: list[Submission]
