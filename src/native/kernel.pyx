@@ -43,12 +43,16 @@ cdef inline void *_grow(void *p, size_t old_n, size_t n, size_t size) except NUL
     return q
 
 
-cdef int64_t _count_before(const int64_t *ts, int64_t n, int64_t keep_from) noexcept nogil:
-    """How many of ``ts[:n]`` are below ``keep_from`` (what a rebuild would drop)."""
-    cdef int64_t i, c = 0
+cdef bint _worth_rebuilding(const int64_t *ts, int64_t n, int64_t keep_from, int64_t *live) noexcept nogil:
+    """True when a quarter or more of ``ts[:n]`` is below ``keep_from`` (what a rebuild would drop);
+    otherwise ``*live`` is set to how many are not (Kernel._maybe_evict)."""
+    cdef int64_t i, old = 0
     for i in range(n):
-        c += ts[i] < keep_from
-    return c
+        old += ts[i] < keep_from
+    if old * 4 >= n:
+        return True
+    live[0] = n - old
+    return False
 
 
 cdef inline uint64_t _first_id(const uint64_t *dev) noexcept nogil:
@@ -783,25 +787,19 @@ cdef class Kernel:
         (281 ms at 2.1M touches, on the serving thread), and the next look is due once what it found
         live has doubled.  Either way the looks come at geometric intervals: O(1) a record."""
         cdef int64_t longest = self.click_window
-        cdef int64_t keep, old
+        cdef int64_t keep
         if self.impression_window > longest:
             longest = self.impression_window
         if self.nt > self.rebuild_min and self.nt > 2 * self.t_live:
             keep = now - longest - self.grace
-            old = _count_before(self.t_ts, self.nt, keep)
-            if old * 4 >= self.nt:
+            if _worth_rebuilding(self.t_ts, self.nt, keep, &self.t_live):
                 self._rebuild_touches(keep)
                 self.touch_rebuilds += 1
-            else:
-                self.t_live = self.nt - old
         if self.ni > self.rebuild_min and self.ni > 2 * self.i_live:
             keep = now - self.reattribution_window - self.grace
-            old = _count_before(self.i_ts, self.ni, keep)
-            if old * 4 >= self.ni:
+            if _worth_rebuilding(self.i_ts, self.ni, keep, &self.i_live):
                 self._rebuild_installs(keep)
                 self.install_rebuilds += 1
-            else:
-                self.i_live = self.ni - old
         return 0
 
     # ---------------------------------------------------------- the waterfall

@@ -70,7 +70,6 @@ def replay_copy_rows(const unsigned char[::1] buf, Py_ssize_t pos, bint header, 
     cdef list rids = []
     cdef list camp = [[], [], [], [], []]
     cdef list cl
-    cdef object v
     while n < cap:
         row_start = p
         if end - p < 2:

@@ -92,7 +92,8 @@ _SOURCE = f"CASE WHEN network IS NOT NULL THEN {SOURCE_CAMPAIGN} WHEN outcome = 
 # round() of float8 is round half to even, as Python's round(revenue * 1e6)
 _CURRENCY = "CASE WHEN kind = 5 AND revenue IS NOT NULL THEN coalesce(currency, 'USD') END"
 _MICROS = "CASE WHEN kind = 5 AND revenue IS NOT NULL THEN round(revenue * float8 '1000000')::bigint END"
-_TAIL = "FROM unmo.records WHERE app_id = $1 AND seq > $2 AND seq <= $3"
+_TAIL_OF_APP = "app_id = $1 AND seq > $2 AND seq <= $3"   # the app's records after its watermark
+_TAIL = f"FROM unmo.records WHERE {_TAIL_OF_APP}"
 _LABELS = "network, campaign, adset, ad, site, platform"
 
 # Daily: every record by the 15-minute bucket of its ts and its group, plus one ctit_rejected per touch an
@@ -115,7 +116,7 @@ x AS (  -- GROUP BY positions: the output's source and currency, not the records
     UNION ALL  -- as kind 0 the CTIT-rejected touches
     SELECT {_BUCKET}, 0, 0, {SOURCE_CAMPAIGN}, e->>0, e->>1, e->>2, e->>3, e->>4, platform, NULL, count(*), NULL
     FROM unmo.records CROSS JOIN LATERAL jsonb_array_elements(ctit_rejected) AS e
-    WHERE app_id = $1 AND seq > $2 AND seq <= $3 AND ctit_rejected IS NOT NULL
+    WHERE {_TAIL_OF_APP} AND ctit_rejected IS NOT NULL
     GROUP BY 1, 5, 6, 7, 8, 9, 10),
 moved AS (
     SELECT $1::bigint AS app_id, bucket, {_FULL_KEY} AS group_key, {_CAMP_KEY} AS camp_key, source, {_LABELS},
