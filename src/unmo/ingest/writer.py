@@ -136,11 +136,18 @@ class _Conflict(Exception):
 # a batch (what it holds at once: the bytes and the batch's columns)
 REPLAY_BUFFER_BYTES = 4 << 20
 REPLAY_CHUNK = 100_000
-# The installs sharing an identifier with $2, through unmo.install_ids (one b-tree descent an identifier;
-# migration 0005 says why not `device_hashes && $2`)
-_INSTALLS_OF_IDS = (
-    "SELECT i.* FROM unmo.installs i WHERE i.app_id = $1 AND (i.seq, i.ord) IN "
-    "(SELECT seq, ord FROM unmo.install_ids WHERE app_id = $1 AND hash = ANY($2::bigint[])) ORDER BY i.seq, i.ord"
+# What every connection of the ingest path and the tracker sets.  No JIT: their statements are short, and
+# PostgreSQL's estimate for INSTALLS_BY_IDS (a default selectivity per probe) is big enough to have each
+# look-up compiled first, 50 ms a time.
+SERVER_SETTINGS = {"jit": "off"}
+# The installs of the apps $1 sharing an identifier with $2: one probe of the GIN index on device_hashes per
+# identifier (`device_hashes && $2` over the whole array costs the app's installs times the identifiers:
+# migrations 0005 and 0006).  OFFSET 0 keeps the app's condition out of the probe, so that PostgreSQL
+# never ANDs it with an (app_id, ...) b-tree, which would read all of the app's installs per identifier.
+INSTALLS_BY_IDS = (
+    "SELECT DISTINCT ON (i.app_id, i.seq, i.ord) i.* FROM unnest($2::bigint[]) AS h(x) CROSS JOIN LATERAL "
+    "(SELECT * FROM unmo.installs n WHERE n.device_hashes && ARRAY[h.x] OFFSET 0) AS i "
+    "WHERE i.app_id = ANY($1::bigint[]) ORDER BY i.app_id, i.seq, i.ord"
 )
 _COMMITTED_SEQS = "SELECT app_id, seq FROM unmo.app_log WHERE app_id = ANY($1::bigint[])"
 _LOCK_AND_ADVANCE = (
@@ -184,7 +191,8 @@ class _DatabaseThread:
     async def _run(self, work: Callable[[asyncpg.Connection], Awaitable[_T]]) -> _T:
         if self.conn is None or self.conn.is_closed():
             self.conn = await asyncpg.connect(
-                self.database_url, command_timeout=60, server_settings={"application_name": "unmo-serve-writer"}
+                self.database_url, command_timeout=60,
+                server_settings=SERVER_SETTINGS | {"application_name": "unmo-serve-writer"},
             )
         try:
             return await work(self.conn)
@@ -942,7 +950,7 @@ class Writer:
         rows: dict[tuple[int, int], Any] = {}
         asked, wanted = set(hashes), list(hashes)
         for _ in range(8):
-            found = await conn.fetch(_INSTALLS_OF_IDS, app_id, signed_hashes(wanted))
+            found = await conn.fetch(INSTALLS_BY_IDS, [app_id], signed_hashes(wanted))
             for row in found:
                 rows[(row["seq"], row["ord"])] = row
             wanted = state.lookup_hashes(found, asked)

@@ -26,7 +26,7 @@ from unmo.errors import DatabaseUnavailableError, OverloadedError, UnmoError
 from unmo.ingest.batch import DEVICE_SEEDS, decode_body, device_hash, normalize_device_id
 from unmo.ingest.body import BodyError, LimitError, inflate
 from unmo.ingest.stats import StatsRecorder
-from unmo.ingest.writer import RESULT_COLUMNS, Writer, stored_result
+from unmo.ingest.writer import INSTALLS_BY_IDS, RESULT_COLUMNS, SERVER_SETTINGS, Writer, stored_result
 from unmo.kernel import signed_hashes
 from unmo.reports.http import cohort_report, daily_report
 from unmo.reports.rollup import Folder
@@ -87,7 +87,7 @@ class Ingest:
             min_size=min(2, self.settings.pool_size),  # asyncpg refuses min_size > max_size (--pool-size 1)
             max_size=self.settings.pool_size,
             command_timeout=60,
-            server_settings={"application_name": "unmo-serve"},
+            server_settings=SERVER_SETTINGS | {"application_name": "unmo-serve"},
         )
         # UNMO_COMMIT_THREAD=0: commit every flush from the serving loop on the shared pool, as before the
         # writer had a connection and thread of its own (the untuned setup of docs/performance.md)
@@ -310,9 +310,8 @@ async def get_attribution(request: Request) -> Response:
     try:
         async with ing.pool.acquire(timeout=5.0) as conn:
             row = await conn.fetchrow(
-                f"SELECT {RESULT_COLUMNS}, ts FROM unmo.installs WHERE app_id = $1 "
-                "AND device_hashes && $2::bigint[] ORDER BY seq DESC, ord DESC LIMIT 1",
-                principal.app_id,
+                f"SELECT {RESULT_COLUMNS}, ts FROM ({INSTALLS_BY_IDS}) AS i ORDER BY seq DESC, ord DESC LIMIT 1",
+                [principal.app_id],
                 signed_hashes(hashes),
             )
     except (TimeoutError, OSError, asyncpg.PostgresError):

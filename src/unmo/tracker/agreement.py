@@ -29,6 +29,7 @@ import asyncpg
 
 from unmo.errors import ValidationError, cut
 from unmo.ingest.batch import device_hash, normalize_device_id, to_signed
+from unmo.ingest.writer import INSTALLS_BY_IDS
 from unmo.server.app import device_lookup_hashes
 
 # AppsFlyer column -> unmo identifier type (support.appsflyer.com article 208387843, raw-data fields)
@@ -169,15 +170,9 @@ async def compare(conn: asyncpg.Connection, customer_id: int, app_ids: list[int]
         chunk = upload.rows[start:start + CHUNK]
         wanted = sorted({to_signed(h) for r in chunk for h in r.hashes})
         latest: dict[int, asyncpg.Record] = {}
-        for rec in await conn.fetch(
-            # through unmo.install_ids: one b-tree descent an identifier (`device_hashes && $2` costs the
-            # apps' installs times the identifiers; migration 0005)
-            """SELECT i.device_hashes, i.status, i.network, i.campaign, i.received_at, i.seq, i.ord
-               FROM unmo.installs i WHERE (i.app_id, i.seq, i.ord) IN
-                   (SELECT app_id, seq, ord FROM unmo.install_ids
-                    WHERE app_id = ANY($1) AND hash = ANY($2::bigint[]))""",
-            app_ids, wanted,
-        ):
+        # the writer's look-up: one probe of the GIN index an identifier (`device_hashes && $2` costs the
+        # apps' installs times the identifiers; migration 0006)
+        for rec in await conn.fetch(INSTALLS_BY_IDS, app_ids, wanted):
             order = (rec["received_at"], rec["seq"], rec["ord"])
             for h in rec["device_hashes"]:
                 have = latest.get(h)

@@ -19,6 +19,7 @@ import asyncpg
 import httpx
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from unmo.ingest.writer import SERVER_SETTINGS
 from unmo.tracker import customers, probes, surveys
 from unmo.tracker.feedback import Deliverer
 from unmo.tracker.settings import TrackerSettings
@@ -62,7 +63,7 @@ class Tracker:
     async def startup(self) -> None:
         self.pool = await asyncpg.create_pool(
             self.database_url, min_size=1, max_size=6, command_timeout=60,
-            server_settings={"application_name": "unmo-tracker"},
+            server_settings=SERVER_SETTINGS | {"application_name": "unmo-tracker"},
         )
         s = self.settings
         self.deliverer = Deliverer(self.pool, s.webhook_url, s.webhook_secret, retry_base_s=s.webhook_retry_base_s,
