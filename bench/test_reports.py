@@ -156,7 +156,7 @@ def test_flush_of_10k_records_with_and_without_report_columns(benchmark, databas
 @pytest.mark.timeout(1800)
 def test_end_to_end_throughput_with_and_without_the_folder(findings):
     """``unmo load`` (closed loop, 8 connections, 1,000-record batches) against two ``unmo serve``, one with
-    the background report folder (every second, the default) and one without (UNMO_REPORT_FOLD_S=0), each on
+    the background report folder (every 5 s, the default) and one without (UNMO_REPORT_FOLD_S=0), each on
     a fresh database of its own in the same PostgreSQL, driven in turn (the order alternating every round),
     E2E_ROUNDS rounds of E2E_SECONDS each: what folding costs the ingest path end to end on this machine,
     where servers, driver, database and folder share 2 cores."""
@@ -208,7 +208,7 @@ def test_end_to_end_throughput_with_and_without_the_folder(findings):
 # opens and events pick a device installed before them, recent ones more often (retention decays);
 # 20 % of installs organic, 4 % of opens/events from devices without an install; clicks spread over
 # 240 campaigns and 300 sites.  The records carry install_ms as the writer stores it (no CTIT
-# rejections); rollup.fold then folds them all, as the background folder does a second's worth.
+# rejections); rollup.fold then folds them all, as the background folder does 5 seconds' worth.
 FILL = """
 CREATE FUNCTION pg_temp.gen(app bigint, n bigint, t0 timestamptz) RETURNS TABLE (
     i bigint, kind smallint, ts timestamptz, dev bigint, install_ts timestamptz, day_n integer,

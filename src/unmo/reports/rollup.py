@@ -15,7 +15,7 @@ table, and advances the watermark in the same transaction, holding the
 watermark row's lock: every record is counted exactly once, whichever process
 folds and whatever fails half way (a rolled-back fold leaves rollups and
 watermark as they were).  :class:`Folder` folds every app with new commits
-about every second in the background of each server process; a report folds
+about every 5 s in the background of each server process; a report folds
 its app's tail itself before it reads (unmo.reports.query), so it is always up
 to date.
 """
