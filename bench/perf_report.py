@@ -265,6 +265,28 @@ def _frame(text: str) -> str:
     return f"{m.group(1)} ({path})"
 
 
+def wait_folded(db: str, timeout_s: float = 60.0) -> float:
+    """Wait until the report folder of the server on ``db`` has folded every commit (each app's watermark at
+    its app_log.seq); returns the seconds waited.  The folder runs every 5 s, so an unmo run leaves up to
+    5 s of folding behind it: between the baseline's runs and unmo's, that work must not fall into the
+    baseline's measurement."""
+    async def folded() -> bool:
+        conn = await asyncpg.connect(db)
+        try:
+            return bool(await conn.fetchval(
+                "SELECT coalesce(bool_and(w.seq >= l.seq), true) FROM unmo.app_log l "
+                "JOIN unmo.report_watermark w USING (app_id)"))
+        finally:
+            await conn.close()
+
+    t0 = time.monotonic()
+    while not asyncio.run(folded()):
+        if time.monotonic() - t0 > timeout_s:
+            raise RuntimeError(f"the report folder did not catch up within {timeout_s:.0f} s")
+        time.sleep(0.2)
+    return time.monotonic() - t0
+
+
 def decode_ratio() -> dict[str, Any]:
     from bench.test_decode import stdlib, typed_whole, unmo_way
     from unmo.load.workload import Workload, build_templates
@@ -359,15 +381,18 @@ def main() -> int:
                     for n in range(BASELINE_ROUNDS):
                         hw_r = drive(hw.url, db, keys=keys, seconds=sec, concurrency=8, table="handwritten.records")
                         un_r = drive(srv.url, db, keys=keys, seconds=sec, concurrency=8)
+                        waited = wait_folded(db)   # unmo's folding left over, before the baseline's next run
                         rounds.append({"handwritten": row(hw_r), "unmo": row(un_r),
-                                       "ratio": un_r.events_per_s / max(hw_r.events_per_s, 1)})
-                        log(f"baseline round {n + 1}: {hw_r.events_per_s:,.0f}/s, unmo {un_r.events_per_s:,.0f}/s")
+                                       "ratio": un_r.events_per_s / max(hw_r.events_per_s, 1),
+                                       "fold_after_s": round(waited, 1)})
+                        log(f"baseline round {n + 1}: {hw_r.events_per_s:,.0f}/s, unmo {un_r.events_per_s:,.0f}/s, "
+                            f"folded {waited:.1f} s after")
                 mid = sorted(rounds, key=lambda r: r["ratio"])[len(rounds) // 2]
                 out["baseline"] = {
                     "handwritten_1_worker": mid["handwritten"], "unmo_1_worker": mid["unmo"],
                     "ratio": round(mid["ratio"], 2),
                     "rounds": [{"handwritten": r["handwritten"]["events_per_s"], "unmo": r["unmo"]["events_per_s"],
-                                "ratio": round(r["ratio"], 2)} for r in rounds],
+                                "ratio": round(r["ratio"], 2), "fold_after_s": r["fold_after_s"]} for r in rounds],
                 }
         if "pool" not in skip:
             out["pool"] = {}
