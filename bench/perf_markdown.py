@@ -24,8 +24,10 @@ def render(out: dict[str, Any], command: str) -> str:
     ceil = max(out["ceiling_start"]["events_per_s"], out.get("ceiling_end", out["ceiling_start"])["events_per_s"])
     L: list[str] = []
     add = L.append
-    shared = ("; other work was using the same cores" if max(out["load_avg_start"], out["load_avg_end"]) > 2
-              else "; nothing else of note was running")
+    # the load average at the end counts the report's own server, database and driver (about 2 on 2 cores);
+    # the one at the start says whether something else was running
+    shared = ("; other work was using the same cores" if out["load_avg_start"] > 1
+              else "; the end figure is the report's own load, nothing else of note was running")
     add(f"Measured {out['when']} at commit `{out['commit']}` on {out['machine']} (load average "
         f"{out['load_avg_start']:.1f} at the start, {out['load_avg_end']:.1f} at the end{shared}), "
         f"{out['seconds_per_run']:g} s per load run, {out['total_s']} s in all, by")
