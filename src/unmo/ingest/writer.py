@@ -39,6 +39,7 @@ import contextlib
 import datetime as dt
 import json
 import logging
+import struct
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable
@@ -48,7 +49,7 @@ from typing import Any, TypeVar
 import asyncpg
 import numpy as np
 
-from unmo._native import PrefaultedTable, prefault_table
+from unmo._native import PrefaultedTable, encode_copy, prefault_table
 from unmo.apps import AppSettings, load_settings
 from unmo.config import Limits
 from unmo.errors import DatabaseUnavailableError, OverloadedError, UnmoError
@@ -56,6 +57,7 @@ from unmo.ingest.batch import Batch
 from unmo.ingest.rows import RECORD_COLUMNS, REPLAY_COLUMNS, batch_from_copy, encode_records
 from unmo.kernel import GRACE_MS, AppKernel, Decisions, batch_order, signed_hashes, to_ms
 from unmo.model import CAMPAIGN_FIELDS, Kind
+from unmo.pgcopy import ColType
 from unmo.reports import rollup as report_rollup
 
 log = logging.getLogger("unmo.writer")
@@ -125,7 +127,7 @@ class _AppWork:
     batch: Batch
     d: Decisions
     stream: bytes | None  # binary COPY of the new records
-    install_rows: list[tuple[Any, ...]]
+    installs: bytes | None  # binary COPY rows of its install results (_install_rows), no header or trailer
 
 
 class _Conflict(Exception):
@@ -709,18 +711,21 @@ class Writer:
         return answers, committed
 
     async def _copy(self, conn: asyncpg.Connection, works: Iterable[_AppWork]) -> None:
-        """The flush's rows: its records (the streams encoded when deciding) and its install results."""
-        install_rows = []
+        """The flush's rows: its records and its install results (both encoded when deciding), the
+        installs of all its apps in one COPY."""
+        installs = []
         for w in works:
             if w.stream is not None:
                 await conn.copy_to_table(
                     "records", schema_name="unmo", source=memoryview(w.stream), columns=RECORD_COLUMNS,
                     format="binary",
                 )
-            install_rows.extend(w.install_rows)
-        if install_rows:
-            await conn.copy_records_to_table(
-                "installs", schema_name="unmo", records=install_rows, columns=INSTALL_COLUMNS
+            if w.installs is not None:
+                installs.append(w.installs)
+        if installs:
+            await conn.copy_to_table(
+                "installs", schema_name="unmo", source=memoryview(b"".join((_COPY_HEADER, *installs, _COPY_TRAILER))),
+                columns=INSTALL_COLUMNS, format="binary",
             )
 
     async def _sync_states(self, conn: asyncpg.Connection, app_ids: list[int]) -> None:
@@ -803,31 +808,8 @@ class Writer:
                 install_ms=install_ms,
                 ctit_rejected=ctit_rejected,
             )
-        install_rows = []
-        dev, device_key, ts = batch.dev, batch.device_key, batch.ts
-        for row, res in d.results.items():
-            hashes = [h for h in dev[row].tolist() if h]
-            install_rows.append(
-                (
-                    int(device_key[row]),
-                    app_id,
-                    batch.record_id[row],
-                    _ts(int(received[row])),
-                    seq,
-                    int(ord_[row]),
-                    _ts(int(ts[row])),
-                    signed_hashes(hashes),
-                    res["status"],
-                    res["touch"],
-                    res["match"],
-                    res["touch_id"],
-                    _ts(_parse_ms(res["touch_ts"])) if res["touch_ts"] else None,
-                    *[res[f] for f in CAMPAIGN_FIELDS],
-                    res["ctit_s"],
-                    json.dumps(res["rejected"]),
-                )
-            )
-        return _AppWork(state, seq, subs, batch, d, stream, install_rows)
+        installs = _install_rows(app_id, seq, batch, received, ord_, d.results) if d.results else None
+        return _AppWork(state, seq, subs, batch, d, stream, installs)
 
     async def _finish(self, conn: asyncpg.Connection, app_id: int, w: _AppWork) -> list[Outcome]:
         """Inside the flush's transaction: the answers of the app's requests."""
@@ -960,6 +942,66 @@ class Writer:
         state.replay_lookup([rows[k] for k in sorted(rows)])
         got = {h & 0xFFFFFFFFFFFFFFFF for row in rows.values() for h in row["device_hashes"]}
         state.mark_absent([h for h in hashes if h not in got])
+
+
+_COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + bytes(8)   # signature, flags, header extension length
+_COPY_TRAILER = b"\xff\xff"
+_ARRAY_HEAD = struct.Struct(">iiiii")    # int8[]: dimensions, has-nulls flag, element type, length, lower bound
+_INT8_OID = 20
+_INT8_ELEMENT = np.dtype([("len", ">i4"), ("value", ">i8")])
+
+
+def _int8_array(values: np.ndarray) -> bytes:
+    """A one-dimensional int8[] without NULLs in PostgreSQL's binary form (array_send)."""
+    if not len(values):
+        return _ARRAY_HEAD.pack(0, 0, _INT8_OID, 0, 0)[:12]   # no dimensions
+    elements = np.empty(len(values), dtype=_INT8_ELEMENT)
+    elements["len"] = 8
+    elements["value"] = values
+    return _ARRAY_HEAD.pack(1, 0, _INT8_OID, len(values), 1) + elements.tobytes()
+
+
+def _install_rows(
+    app_id: int, seq: int, batch: Batch, received: np.ndarray, ord_: np.ndarray, results: dict[int, dict[str, Any]]
+) -> bytes:
+    """The unmo.installs rows of a flush's install results (INSTALL_COLUMNS), binary COPY rows without the
+    stream's header and trailer, so that the installs of several apps go in one COPY.  Numbers and times
+    are written from the batch's columns, not from a Python object each (datetime, int) as asyncpg's
+    copy_records_to_table would need."""
+    rows = np.fromiter(results, dtype=np.int64, count=len(results))
+    res = list(results.values())
+    n = len(rows)
+    dev = batch.dev[rows]
+    touch_ms = np.zeros(n, dtype=np.int64)
+    touch_null = np.ones(n, dtype=np.uint8)
+    ctit = np.zeros(n, dtype=np.float64)
+    ctit_null = np.ones(n, dtype=np.uint8)
+    for i, r in enumerate(res):
+        if r["touch_ts"] is not None:
+            touch_ms[i], touch_null[i] = _parse_ms(r["touch_ts"]), 0
+        if r["ctit_s"] is not None:
+            ctit[i], ctit_null[i] = r["ctit_s"], 0
+    text = ColType.TEXT
+    stream = encode_copy(n, [
+        (ColType.INT8, batch.device_key[rows], None),
+        (ColType.INT8, np.full(n, app_id, dtype=np.int64), None),
+        (text, [batch.record_id[row] for row in rows.tolist()], None),
+        (ColType.TIMESTAMPTZ_MS, received[rows], None),
+        (ColType.INT8, np.full(n, seq, dtype=np.int64), None),
+        (ColType.INT4, ord_[rows], None),
+        (ColType.TIMESTAMPTZ_MS, batch.ts[rows], None),
+        # a text column's values are written as they are: here each array's binary form
+        (text, [_int8_array(h[h != 0].view(np.int64)) for h in dev], None),
+        (text, [r["status"] for r in res], None),
+        (text, [r["touch"] for r in res], None),
+        (text, [r["match"] for r in res], None),
+        (text, [r["touch_id"] for r in res], None),
+        (ColType.TIMESTAMPTZ_MS, touch_ms, touch_null),
+        *[(text, [r[f] for r in res], None) for f in CAMPAIGN_FIELDS],
+        (ColType.FLOAT8, ctit, ctit_null),
+        (ColType.JSONB, ["[]" if not r["rejected"] else json.dumps(r["rejected"]) for r in res], None),
+    ])
+    return stream[len(_COPY_HEADER):-len(_COPY_TRAILER)]
 
 
 def _parse_ms(text: str) -> int:
