@@ -944,8 +944,9 @@ class Writer:
         state.mark_absent([h for h in hashes if h not in got])
 
 
-_COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + bytes(8)   # signature, flags, header extension length
-_COPY_TRAILER = b"\xff\xff"
+# a binary COPY stream's header and trailer, as the encoder writes them around its rows
+_EMPTY_COPY = encode_copy(0, [(ColType.INT8, np.zeros(0, dtype=np.int64), None)])
+_COPY_HEADER, _COPY_TRAILER = _EMPTY_COPY[:-2], _EMPTY_COPY[-2:]
 _ARRAY_HEAD = struct.Struct(">iiiii")    # int8[]: dimensions, has-nulls flag, element type, length, lower bound
 _INT8_OID = 20
 _INT8_ELEMENT = np.dtype([("len", ">i4"), ("value", ">i8")])
