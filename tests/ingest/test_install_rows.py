@@ -10,10 +10,13 @@ import time
 from typing import Any
 
 import asyncpg
+import numpy as np
 
+from unmo._native import encode_copy
 from unmo.config import Limits
 from unmo.ingest.batch import decode_body, to_signed
-from unmo.ingest.writer import Submission, Writer, stored_result
+from unmo.ingest.writer import Submission, Writer, _int8_arrays, stored_result
+from unmo.pgcopy import ColType
 
 
 def _records(tag: str, now: int) -> list[dict[str, Any]]:
@@ -75,3 +78,23 @@ def test_install_rows_of_two_apps_in_one_flush_hold_what_was_answered(database: 
         assert [r["touch_id"] for r in json.loads(attributed["rejected"])] == [f"app{k}-c2"]
         assert organic["status"] == "organic" and organic["touch"] is None and organic["touch_ts"] is None
         assert organic["ctit_s"] is None and json.loads(organic["rejected"]) == []
+
+
+def test_identifier_arrays_read_back_as_postgresql_int8_arrays(database: Any) -> None:
+    """_int8_arrays writes array_send's form: PostgreSQL reads back each row's non-zero hashes, in order, as
+    signed int8 (a hash of 2^63 or more is negative), and a row without any as an empty array."""
+    dev = np.array([[1, 0, 2**64 - 1, 0, 0], [0] * 5, [5, 6, 7, 8, 2**63]], dtype=np.uint64)
+    stream = encode_copy(3, [(ColType.INT4, np.arange(3, dtype=np.int32), None),
+                             (ColType.TEXT, _int8_arrays(dev), None)])
+
+    async def read_back() -> list[asyncpg.Record]:
+        conn = await asyncpg.connect(database.url)
+        try:
+            await conn.execute("CREATE TEMP TABLE arrays (i integer, a bigint[])")
+            await conn.copy_to_table("arrays", source=memoryview(stream), columns=["i", "a"], format="binary")
+            return await conn.fetch("SELECT a FROM arrays ORDER BY i")
+        finally:
+            await conn.close()
+
+    got = [r["a"] for r in asyncio.run(read_back())]
+    assert got == [[1, -1], [], [5, 6, 7, 8, to_signed(2**63)]]

@@ -952,14 +952,25 @@ _INT8_OID = 20
 _INT8_ELEMENT = np.dtype([("len", ">i4"), ("value", ">i8")])
 
 
-def _int8_array(values: np.ndarray) -> bytes:
-    """A one-dimensional int8[] without NULLs in PostgreSQL's binary form (array_send)."""
-    if not len(values):
-        return _ARRAY_HEAD.pack(0, 0, _INT8_OID, 0, 0)[:12]   # no dimensions
-    elements = np.empty(len(values), dtype=_INT8_ELEMENT)
+# an int8[] of k elements starts with heads[k]; no dimensions at all when it is empty
+_ARRAY_HEADS = [_ARRAY_HEAD.pack(0, 0, _INT8_OID, 0, 0)[:12]] + [
+    _ARRAY_HEAD.pack(1, 0, _INT8_OID, k, 1) for k in range(1, 6)]
+
+
+def _int8_arrays(dev: np.ndarray) -> list[bytes]:
+    """Each row's non-zero hashes (uint64, as signed) as a one-dimensional int8[] without NULLs in
+    PostgreSQL's binary form (array_send), all rows' elements encoded in one pass."""
+    keep = dev != 0
+    counts = keep.sum(axis=1).tolist()
+    elements = np.empty(int(keep.sum()), dtype=_INT8_ELEMENT)
     elements["len"] = 8
-    elements["value"] = values
-    return _ARRAY_HEAD.pack(1, 0, _INT8_OID, len(values), 1) + elements.tobytes()
+    elements["value"] = dev[keep].view(np.int64)      # row by row, in column order
+    data = elements.tobytes()
+    out, at = [], 0
+    for k in counts:
+        out.append(_ARRAY_HEADS[k] + data[at:at + 12 * k])
+        at += 12 * k
+    return out
 
 
 def _install_rows(
@@ -972,7 +983,7 @@ def _install_rows(
     rows = np.fromiter(results, dtype=np.int64, count=len(results))
     res = list(results.values())
     n = len(rows)
-    dev = batch.dev[rows]
+    dev = np.ascontiguousarray(batch.dev[rows])
     touch_ms = np.zeros(n, dtype=np.int64)
     touch_null = np.ones(n, dtype=np.uint8)
     ctit = np.zeros(n, dtype=np.float64)
@@ -992,7 +1003,7 @@ def _install_rows(
         (ColType.INT4, ord_[rows], None),
         (ColType.TIMESTAMPTZ_MS, batch.ts[rows], None),
         # a text column's values are written as they are: here each array's binary form
-        (text, [_int8_array(h[h != 0].view(np.int64)) for h in dev], None),
+        (text, _int8_arrays(dev), None),
         (text, [r["status"] for r in res], None),
         (text, [r["touch"] for r in res], None),
         (text, [r["match"] for r in res], None),
