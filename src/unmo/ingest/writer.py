@@ -952,7 +952,7 @@ _INT8_OID = 20
 _INT8_ELEMENT = np.dtype([("len", ">i4"), ("value", ">i8")])
 
 
-# an int8[] of k elements starts with heads[k]; no dimensions at all when it is empty
+# the start of an int8[] of k elements is _ARRAY_HEADS[k]; an empty one has no dimensions at all
 _ARRAY_HEADS = [_ARRAY_HEAD.pack(0, 0, _INT8_OID, 0, 0)[:12]] + [
     _ARRAY_HEAD.pack(1, 0, _INT8_OID, k, 1) for k in range(1, 6)]
 
