@@ -15,7 +15,7 @@ import pytest
 
 from unmo.config import Limits
 from unmo.ingest import writer as writer_module
-from unmo.ingest.batch import decode_body
+from unmo.ingest.batch import Batch, decode_body
 from unmo.ingest.writer import Outcome, Submission, Writer
 from unmo.kernel import AppKernel
 
@@ -166,3 +166,42 @@ def test_a_device_older_than_the_window_is_found_by_its_identifier(database: Any
     rows = asyncio.run(scenario())
     assert [(r["record_id"], r["outcome"], r["network"], r["campaign"]) for r in rows] == [
         ("ev-1", 1, "meta", "spring"), ("ev-2", 5, None, None)]
+
+
+def test_a_writer_new_to_an_app_makes_the_other_stop_deciding_it_ahead(database: Any, app: dict[str, Any]) -> None:
+    """Before a writer warms up or catches up an app's state it announces it (NOTIFY on WRITERS_CHANNEL): a
+    writer that has been writing the app alone hears it and decides the app under its lock for CONTENDED_S, so
+    no flush of its decided ahead finds the newcomer's first commit and throws its whole state away.  A
+    writer does not take its own announcement for another's."""
+    app_id = int(app["app_id"])
+
+    async def scenario() -> tuple[bool, bool, bool, bool]:
+        pools = [await asyncpg.create_pool(database.url, min_size=1, max_size=2) for _ in range(2)]
+        a = Writer(pools[0], Limits(), database_url=database.url)
+        b = Writer(pools[1], Limits(), database_url=database.url)
+        try:
+            await a.start()
+            for n in range(writer_module.EXCLUSIVE_FLUSHES + 1):          # a writes the app alone
+                assert (await _flush(a, app_id, [f"a-{n}"])).accepted == 1
+            ahead_before = a._can_decide_ahead([Submission(app_id, Batch(), 0, asyncio.Future())])
+            await b.start()
+            assert (await _flush(b, app_id, ["b-0"])).accepted == 1      # b is new to it: warms up, announces
+            for _ in range(100):                                          # the notification is asynchronous
+                if a._contended.get(app_id, 0.0) > time.monotonic():
+                    break
+                await asyncio.sleep(0.02)
+            ahead_after = a._can_decide_ahead([Submission(app_id, Batch(), 0, asyncio.Future())])
+            heard_own = b._contended.get(app_id, 0.0) > time.monotonic()
+            # and a's next flush, under the lock, replays b's commit and stores its own
+            out = await _flush(a, app_id, ["a-last"])
+            return ahead_before, ahead_after, heard_own, out.accepted == 1
+        finally:
+            for w in (a, b):
+                await w.close()
+            for p in pools:
+                await p.close()
+
+    ahead_before, ahead_after, heard_own, stored = asyncio.run(scenario())
+    assert ahead_before and not ahead_after
+    assert not heard_own
+    assert stored

@@ -39,6 +39,7 @@ import contextlib
 import datetime as dt
 import json
 import logging
+import os
 import struct
 import threading
 import time
@@ -168,6 +169,11 @@ CONTENDED_S = 30.0
 # before it copies or commits, and a queue that would make one flush is split between them
 # (docs/architecture.md, "The writer's pipeline").
 IN_FLIGHT = 2
+# Where a writer announces, before it warms up or catches up an app's state, that it is about to write an
+# app another process may be deciding ahead: that process then decides the app under its lock (CONTENDED_S)
+# instead of finding the first commit under the lock and warming the whole app up again (docs/architecture.md,
+# "Several processes, one truth").  Advisory: a lost announcement costs what it did before.
+WRITERS_CHANNEL = "unmo_writers"
 
 
 class _DatabaseThread:
@@ -212,6 +218,8 @@ class _DatabaseThread:
             asyncio.run_coroutine_threadsafe(stop(), self.loop).result(timeout=10)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(timeout=10)
+        if not self.thread.is_alive():
+            self.loop.close()   # its self-pipe's sockets; a loop left open warns when collected
 
 
 class _LockOrder:
@@ -330,6 +338,9 @@ class Writer:
         self._contended: dict[int, float] = {}  # app_id -> time.monotonic() until which it is
         self._exclusive: dict[int, int] = {}  # app_id -> flushes in a row that found no other writer
         self._prefaulting: asyncio.Future[PrefaultedTable | None] | None = None
+        self._listen_url = database_url
+        self._listener: asyncpg.Connection | None = None
+        self._token = f"{os.getpid()}.{id(self):x}"  # this writer's announcements, which it ignores
 
     # -- lifecycle ------------------------------------------------------
     async def start(self, warm: bool = True) -> None:
@@ -338,6 +349,7 @@ class Writer:
             if warm:
                 for app_id in list(self.settings):
                     await self.warm(conn, app_id)
+        await self._listen()
         self._task = asyncio.create_task(self._run(), name="unmo-writer")
 
     async def close(self) -> None:
@@ -348,8 +360,33 @@ class Writer:
             await self._task
         if self._probe_task is not None:
             self._probe_task.cancel()
+        if self._listener is not None:
+            with contextlib.suppress(TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+                await self._listener.close(timeout=5)
         for db in self._dbs:
             await asyncio.to_thread(db.close)
+
+    async def _listen(self) -> None:
+        """Hear other writers' announcements (WRITERS_CHANNEL) on a connection of its own, opened again when it
+        was lost.  Only with a database URL (the commit threads' setup)."""
+        if self._listen_url is None or (self._listener is not None and not self._listener.is_closed()):
+            return
+        try:
+            conn = await asyncpg.connect(self._listen_url, command_timeout=10,
+                                         server_settings=SERVER_SETTINGS | {"application_name": "unmo-serve-listen"})
+            await conn.add_listener(WRITERS_CHANNEL, self._heard)
+        except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            log.warning("not listening for other writers: %s", exc.__class__.__name__)
+            return
+        self._listener = conn
+
+    def _heard(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
+        """Another writer is about to write the app: decide its flushes under the lock for a while."""
+        app, _, token = payload.partition(" ")
+        if token == self._token or not app.isdigit():
+            return
+        self._contended[int(app)] = time.monotonic() + CONTENDED_S
+        self._exclusive[int(app)] = 0
 
     @property
     def queued_records(self) -> int:
@@ -736,9 +773,17 @@ class Writer:
         made meanwhile to replay (a second worker that caught up 1.2M records under the lock held the
         app for 8.9 s)."""
         for row in await conn.fetch(_COMMITTED_SEQS, app_ids):
+            app_id, seq_db = row["app_id"], row["seq"]
+            held = self.states.get(app_id)
+            if held is None or held.seq < seq_db or self._exclusive.get(app_id, 0) < EXCLUSIVE_FLUSHES:
+                # this process is new to the app, behind on it, or not its only writer lately: a process that has
+                # been writing it alone stops deciding it ahead, before this one's warm-up or catch-up (seconds,
+                # for a big app) and its first commit, which a flush decided ahead would find under the lock
+                await conn.execute("SELECT pg_notify($1, $2)", WRITERS_CHANNEL, f"{app_id} {self._token}")
+                await self._listen()
             # -1: the locked _state_for, finding the state current, counts this flush back to 0, as when the
             # warm-up or catch-up happens under the lock
-            await self._bring_up(conn, row["app_id"], row["seq"], exclusive_after=-1)
+            await self._bring_up(conn, app_id, seq_db, exclusive_after=-1)
 
     async def _bring_up(self, conn: asyncpg.Connection, app_id: int, seq_db: int, exclusive_after: int) -> bool:
         """Warm the app's state when this process holds none, or replay what other processes committed
