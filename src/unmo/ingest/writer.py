@@ -340,6 +340,7 @@ class Writer:
         self._prefaulting: asyncio.Future[PrefaultedTable | None] | None = None
         self._listen_url = database_url
         self._listener: asyncpg.Connection | None = None
+        self._listen_after = 0.0  # time.monotonic() before which a lost listener is not opened again
         self._token = f"{os.getpid()}.{id(self):x}"  # this writer's announcements, which it ignores
 
     # -- lifecycle ------------------------------------------------------
@@ -371,11 +372,16 @@ class Writer:
         was lost.  Only with a database URL (the commit threads' setup)."""
         if self._listen_url is None or (self._listener is not None and not self._listener.is_closed()):
             return
+        if time.monotonic() < self._listen_after:
+            return
         try:
-            conn = await asyncpg.connect(self._listen_url, command_timeout=10,
+            # called from the locked-flush path: a database that does not answer must not hold it for long,
+            # nor be asked again at every flush
+            conn = await asyncpg.connect(self._listen_url, timeout=2, command_timeout=10,
                                          server_settings=SERVER_SETTINGS | {"application_name": "unmo-serve-listen"})
             await conn.add_listener(WRITERS_CHANNEL, self._heard)
         except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            self._listen_after = time.monotonic() + CONTENDED_S
             log.warning("not listening for other writers: %s", exc.__class__.__name__)
             return
         self._listener = conn
