@@ -169,7 +169,8 @@ def test_a_device_older_than_the_window_is_found_by_its_identifier(database: Any
 
 
 def test_a_writer_new_to_an_app_makes_the_other_stop_deciding_it_ahead(database: Any, app: dict[str, Any]) -> None:
-    """Before a writer warms up or catches up an app's state it announces it (NOTIFY on WRITERS_CHANNEL): a
+    """Before a writer writes an app it has not been the only writer of lately (warmed at start, behind, or
+    new to it), it announces it (NOTIFY on WRITERS_CHANNEL): a
     writer that has been writing the app alone hears it and decides the app under its lock for CONTENDED_S, so
     no flush of its decided ahead finds the newcomer's first commit and throws its whole state away.  A
     writer does not take its own announcement for another's."""
@@ -185,7 +186,7 @@ def test_a_writer_new_to_an_app_makes_the_other_stop_deciding_it_ahead(database:
                 assert (await _flush(a, app_id, [f"a-{n}"])).accepted == 1
             ahead_before = a._can_decide_ahead([Submission(app_id, Batch(), 0, asyncio.Future())])
             await b.start()
-            assert (await _flush(b, app_id, ["b-0"])).accepted == 1      # b is new to it: warms up, announces
+            assert (await _flush(b, app_id, ["b-0"])).accepted == 1      # b's first flush of it: announced
             for _ in range(100):                                          # the notification is asynchronous
                 if a._contended.get(app_id, 0.0) > time.monotonic():
                     break

@@ -169,10 +169,11 @@ CONTENDED_S = 30.0
 # before it copies or commits, and a queue that would make one flush is split between them
 # (docs/architecture.md, "The writer's pipeline").
 IN_FLIGHT = 2
-# Where a writer announces, before it warms up or catches up an app's state, that it is about to write an
-# app another process may be deciding ahead: that process then decides the app under its lock (CONTENDED_S)
-# instead of finding the first commit under the lock and warming the whole app up again (docs/architecture.md,
-# "Several processes, one truth").  Advisory: a lost announcement costs what it did before.
+# Where a writer announces that it is about to write an app another process may be deciding ahead (before it
+# warms up or catches up the app's state, or writes it while not yet its only writer): that process then decides
+# the app under its lock (CONTENDED_S) instead of finding the first commit under the lock and warming the whole
+# app up again (docs/architecture.md, "Several processes, one truth").  Advisory: a lost announcement costs what
+# it did before.
 WRITERS_CHANNEL = "unmo_writers"
 
 
