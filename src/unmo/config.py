@@ -65,3 +65,8 @@ class ServerSettings:
     pool_size: int = 4
     limits: Limits = field(default_factory=Limits)
     report_fold_s: float = field(default_factory=report_fold_seconds)
+    # a worker of `unmo serve --workers N` (set by the supervisor, unmo.server.run): its number, the
+    # number of workers, and the directory of their sockets (unmo.server.peers)
+    worker_index: int = 0
+    worker_count: int = 1
+    worker_dir: str | None = None

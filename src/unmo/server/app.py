@@ -23,16 +23,24 @@ from unmo import __version__
 from unmo.apps import AppSettings, load_settings
 from unmo.config import Limits, ServerSettings
 from unmo.errors import DatabaseUnavailableError, OverloadedError, UnmoError
-from unmo.ingest.batch import DEVICE_SEEDS, decode_body, device_hash, normalize_device_id
+from unmo.ingest.batch import DEVICE_SEEDS, Batch, decode_body, device_hash, normalize_device_id
 from unmo.ingest.body import BodyError, LimitError, inflate
 from unmo.ingest.stats import StatsRecorder
-from unmo.ingest.writer import INSTALLS_BY_IDS, RESULT_COLUMNS, SERVER_SETTINGS, Writer, stored_result
+from unmo.ingest.writer import (
+    INSTALLS_BY_IDS,
+    RESULT_COLUMNS,
+    SERVER_SETTINGS,
+    Outcome,
+    Writer,
+    stored_result,
+)
 from unmo.kernel import signed_hashes
 from unmo.reports.http import cohort_report, daily_report
 from unmo.reports.rollup import Folder
 from unmo.server.auth import SDK, SECRET, AuthError, KeyCache
 from unmo.server.metrics import Metrics
 from unmo.server.openapi import openapi_document
+from unmo.server.peers import OwnerServer, Peers, PeerUnavailable, socket_path
 from unmo.server.ratelimit import RateLimiter
 
 log = logging.getLogger("unmo.server")
@@ -77,6 +85,9 @@ class Ingest:
         self.keys: KeyCache | None = None
         self.stats: StatsRecorder | None = None
         self.folder: Folder | None = None
+        self.peers: Peers | None = None            # with --workers: the other workers (unmo.server.peers)
+        self.owner_server: OwnerServer | None = None
+        self._peer_note_at = 0.0
         self.rates = RateLimiter(self.limits.default_app_rate)
         self._bg: list[asyncio.Task[None]] = []
         self.db_size_at = 0.0
@@ -94,6 +105,12 @@ class Ingest:
         commit_thread = os.environ.get("UNMO_COMMIT_THREAD", "1") != "0"
         self.writer = Writer(self.pool, self.limits, self.metrics, self.database_url if commit_thread else None)
         await self.writer.start()
+        if self.settings.worker_dir is not None and self.settings.worker_count > 1:
+            forwarded = self.metrics.forwarded
+            self.owner_server = OwnerServer(socket_path(self.settings.worker_dir, self.settings.worker_index),
+                                            self.writer.submit, lambda: forwarded.labels("received").inc())
+            await self.owner_server.start()
+            self.peers = Peers(self.settings.worker_dir, self.settings.worker_index, self.settings.worker_count)
         self.keys = KeyCache(self.pool)
         await self.keys.start()
         self.stats = StatsRecorder(self.pool, f"{self.settings.host}:{self.settings.port}")
@@ -113,6 +130,10 @@ class Ingest:
             t.cancel()
         if self.folder is not None:  # first: a fold under way is rolled back, never waited for
             await self.folder.stop()
+        if self.owner_server is not None:  # the batches other workers handed over are committed first
+            await self.owner_server.stop()
+        if self.peers is not None:
+            await self.peers.close()
         if self.writer is not None:
             await self.writer.close()
         if self.stats is not None:
@@ -153,6 +174,27 @@ class Ingest:
                 continue
 
     # -- request helpers ------------------------------------------------
+    async def submit(self, app_id: int, batch: Batch, received_ms: int) -> Outcome:
+        """Commit a decoded batch: through the writer of the worker that owns the app (unmo.server.peers),
+        or through this one's when it owns it, runs alone, or the owner cannot be asked."""
+        assert self.writer is not None
+        peers = self.peers
+        if peers is not None:
+            owner = peers.owner(app_id)
+            if owner != peers.index:
+                try:
+                    outcome = await peers.submit(owner, app_id, batch, received_ms)
+                except PeerUnavailable as exc:
+                    now = time.monotonic()
+                    if now >= self._peer_note_at:  # once in a while: a restarting owner misses many batches
+                        self._peer_note_at = now + 10.0
+                        log.info("batches stored here: the app's worker could not be asked", extra={"reason": str(exc)})
+                    self.metrics.forwarded.labels("stored_here").inc()
+                else:
+                    self.metrics.forwarded.labels("sent").inc()
+                    return outcome
+        return await self.writer.submit(app_id, batch, received_ms)
+
     async def auth(self, request: Request, allow: tuple[str, ...]) -> Any:
         assert self.keys is not None
         return await self.keys.authenticate(request.headers.get("authorization"), allow=allow)
@@ -227,7 +269,7 @@ async def post_batch(request: Request) -> Response:
         m.records.labels("invalid", "rejected").inc(len(decoded.errors))
     if batch.n:
         try:
-            outcome = await ing.writer.submit(principal.app_id, batch, received_ms)
+            outcome = await ing.submit(principal.app_id, batch, received_ms)
         except OverloadedError as exc:
             reason = "database" if isinstance(exc, DatabaseUnavailableError) else "queue"
             m.shed.labels(reason).inc()

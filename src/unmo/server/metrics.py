@@ -90,6 +90,14 @@ class Metrics:
             buckets=LATENCY_BUCKETS_S,
             registry=reg,
         )
+        self.forwarded = Counter(
+            "unmo_forwarded_batches",
+            "With --workers: batches handed to the worker that owns their app (sent), taken from another"
+            " worker (received), or stored by the worker that received them because the owner could not be"
+            " asked (stored_here)",
+            ["outcome"],
+            registry=reg,
+        )
         self.shed = Counter("unmo_shed_requests", "Requests answered 503 or 429", ["reason"], registry=reg)
 
     def render(self) -> tuple[bytes, str]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -78,9 +79,12 @@ def serve(settings: ServerSettings, database_url: str) -> int:
         return run_single(settings, database_url)
     sock = _bind(settings.host, settings.port)
     metrics_dir = tempfile.mkdtemp(prefix="unmo-metrics-")
+    # the workers' own sockets, on which each takes the batches of the apps it owns (unmo.server.peers);
+    # mkdtemp makes it 0700: only this user's processes can reach them
+    worker_dir = tempfile.mkdtemp(prefix="unmo-workers-")
     env = dict(os.environ, PROMETHEUS_MULTIPROC_DIR=metrics_dir, UNMO_WORKER_DATABASE_URL=database_url)
 
-    def spawn() -> subprocess.Popen[bytes]:
+    def spawn(index: int) -> subprocess.Popen[bytes]:
         return subprocess.Popen(
             [
                 sys.executable,
@@ -91,12 +95,15 @@ def serve(settings: ServerSettings, database_url: str) -> int:
                 str(settings.port),
                 str(settings.pool_size),
                 str(settings.limits.queue_max_records),
+                str(index),
+                str(settings.workers),
+                worker_dir,
             ],
             pass_fds=(sock.fileno(),),
             env=env,
         )
 
-    workers = [spawn() for _ in range(settings.workers)]
+    workers = [spawn(i) for i in range(settings.workers)]
     log.info("serving", extra={"url": f"http://{settings.host}:{settings.port}", "workers": settings.workers})
     stopping = False
 
@@ -118,7 +125,7 @@ def serve(settings: ServerSettings, database_url: str) -> int:
                 alive = True
             elif not stopping:
                 log.error("worker exited, restarting", extra={"pid": w.pid, "code": code})
-                workers[i] = spawn()
+                workers[i] = spawn(i)
                 alive = True
             elif code not in (0, -signal.SIGTERM, -signal.SIGINT):
                 status = 1
@@ -126,14 +133,17 @@ def serve(settings: ServerSettings, database_url: str) -> int:
             break
         time.sleep(0.2)
     sock.close()
+    shutil.rmtree(worker_dir, ignore_errors=True)
     return status
 
 
 def _worker_main(argv: list[str]) -> int:
     fd, host, port, pool, queue = int(argv[0]), argv[1], int(argv[2]), int(argv[3]), int(argv[4])
+    index, count, worker_dir = int(argv[5]), int(argv[6]), argv[7]
     setup_logging(os.environ.get("UNMO_LOG_LEVEL", "INFO"))
     sock = socket.socket(fileno=fd)
-    settings = ServerSettings(host=host, port=port, workers=1, pool_size=pool)
+    settings = ServerSettings(host=host, port=port, workers=1, pool_size=pool, worker_index=index,
+                              worker_count=count, worker_dir=worker_dir)
     settings.limits.queue_max_records = queue
     settings.limits.flush_max_records = min(settings.limits.flush_max_records, queue)
     return run_single(settings, os.environ["UNMO_WORKER_DATABASE_URL"], sock)
