@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # One side-by-side round of docs/performance.md ("What changed in the serving path"): `unmo serve` from
 # SRC (a checkout's src/ with its extension built in place) on a fresh database, driven by `unmo load` for
-# 8 s with 1000-record batches at CONC connections; prints events/s, P95, and the CPU per record of the
+# 8 s with 1000-record batches (BATCH) at CONC connections; prints events/s, P95, and the CPU per record of the
 # serving process (with its threads) and of PostgreSQL (every postgres process), read from /proc over
 # the middle 5 s.  The database is dropped afterwards.
 #
 #   bench/side_by_side.sh SRC CONC [unmo serve flags...]
-#   env: UNMO_BENCH_PG (default postgresql://postgres@127.0.0.1:5432), PYTHON (default .venv/bin/python)
+#   env: UNMO_BENCH_PG (default postgresql://postgres@127.0.0.1:5432), PYTHON (default .venv/bin/python),
+#        BATCH (records per request, default 1000), APPS (apps the load spreads over, default 1)
 set -euo pipefail
 SRC=$(cd "$1" && pwd); CONC=$2; shift 2
 PY=${PYTHON:-$(cd "$(dirname "$0")/.." && pwd)/.venv/bin/python}
@@ -22,7 +23,7 @@ export PYTHONPATH=$SRC
 "$PY" -m unmo serve --database-url "$URL" --port "$PORT" "$@" >"$OUT/serve.log" 2>&1 &
 SPID=$!
 for _ in $(seq 100); do curl -sf -o /dev/null "http://127.0.0.1:$PORT/healthz" && break; sleep 0.1; done
-"$PY" -m unmo load --url "http://127.0.0.1:$PORT" --database-url "$URL" --duration 8s --batch-size 1000 \
+"$PY" -m unmo load --url "http://127.0.0.1:$PORT" --database-url "$URL" --duration 8s --batch-size "${BATCH:-1000}" --apps "${APPS:-1}" \
     --concurrency "$CONC" --json >"$OUT/load.json" 2>/dev/null &
 LPID=$!
 sum_ticks() {  # clock ticks (user + system) used so far by the processes given
