@@ -124,6 +124,9 @@ def test_each_app_is_written_by_its_owner_worker(database: Any) -> None:
     now = now_ms()
     jobs = [(a["sdk_key"], _records(f"w{k}-{j}", 10, now)) for j in range(30) for k, a in enumerate(apps)]
     with ServerProcess(database.url, workers=2) as srv:
+        # ready means one worker answered /readyz; until the other listens too, batches for the apps it
+        # owns are stored by the worker that got them (the next test), which this one is not about
+        _wait_for_sockets(_worker_dir(srv))
         answers = _send(srv.url, jobs)
         assert [r.status_code for r in answers] == [200] * len(jobs), [r.text for r in answers if r.status_code != 200]
         for r in answers:  # the answers are the batches' own: ten clicks and ten attributed installs
@@ -155,15 +158,19 @@ def _worker_dir(srv: ServerProcess) -> Path:
     raise AssertionError("no worker of the server found")
 
 
+def _wait_for_sockets(directory: Path, workers: int = 2) -> None:
+    deadline = time.monotonic() + 30
+    while len(list(directory.glob("worker-*.sock"))) < workers:  # every worker has started
+        assert time.monotonic() < deadline, "worker sockets missing"
+        time.sleep(0.1)
+
+
 def test_a_worker_that_cannot_ask_the_owner_stores_the_batch_itself(database: Any) -> None:
     apps = _two_apps_with_different_owners(database)
     now = now_ms()
     with ServerProcess(database.url, workers=2) as srv:
         directory = _worker_dir(srv)
-        deadline = time.monotonic() + 20
-        while len(list(directory.glob("worker-*.sock"))) < 2:  # both workers have started
-            assert time.monotonic() < deadline, "worker sockets missing"
-            time.sleep(0.1)
+        _wait_for_sockets(directory)
         for sock in directory.glob("worker-*.sock"):
             sock.unlink()    # neither worker can reach the other now
         jobs = [(a["sdk_key"], _records(f"u{k}-{j}", 5, now)) for j in range(20) for k, a in enumerate(apps)]

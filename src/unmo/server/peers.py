@@ -196,13 +196,15 @@ class _Channel:
         fut: asyncio.Future[tuple[Any, ...]] = asyncio.get_running_loop().create_future()
         self.waiting[rid] = fut
         try:
-            async with self.lock:
-                _write_frame(self.writer, rid, (app_id, batch, received_ms))
-                await self.writer.drain()
-        except (ConnectionError, RuntimeError) as exc:
-            self.waiting.pop(rid, None)
-            raise PeerUnavailable(f"owner connection lost: {exc.__class__.__name__}") from exc
-        return await fut
+            try:
+                async with self.lock:
+                    _write_frame(self.writer, rid, (app_id, batch, received_ms))
+                    await self.writer.drain()
+            except (ConnectionError, RuntimeError) as exc:
+                raise PeerUnavailable(f"owner connection lost: {exc.__class__.__name__}") from exc
+            return await fut
+        finally:
+            self.waiting.pop(rid, None)   # answered, failed or cancelled: nothing waits on it any more
 
     async def close(self) -> None:
         self.writer.close()
