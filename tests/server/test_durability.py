@@ -5,6 +5,7 @@ import threading
 import time
 
 import httpx
+import pytest
 
 from tests.support import ServerProcess, TestDatabase, now_ms, post_batch
 from unmo.db.embedded import EmbeddedPostgres
@@ -136,9 +137,12 @@ def test_database_down_under_load_answers_503_then_recovers(tmp_path):
     pg.stop()
 
 
-def test_sigterm_under_load_commits_what_was_acknowledged_and_exits_0(database):
+@pytest.mark.parametrize("workers", [1, 2])
+def test_sigterm_under_load_commits_what_was_acknowledged_and_exits_0(database, workers):
+    """With two workers, a worker's requests may wait on the other's writer (unmo.server.peers): each one
+    that stops first commits the batches it took from the other."""
     app = database.create_app()
-    srv = ServerProcess(database.url).start()
+    srv = ServerProcess(database.url, workers=workers).start()
     loader = Loader(srv.url, app["sdk_key"], clients=6).start()
     loader.wait_for(lambda ld: len(ld.acked) >= 3000)
     srv.signal(signal.SIGTERM)
