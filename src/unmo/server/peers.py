@@ -4,8 +4,8 @@ Every worker accepts connections on the shared socket, so the requests of one ap
 Any number of processes may write an app correctly (docs/architecture.md: the app_log lock, replays of
 each other's commits), but two processes writing one app both decide under its lock and each replays
 everything the other commits: with one app, two workers did less than one (docs/performance.md).
-Here the worker that received a request authenticates and decodes it as before (the decode is most
-of a request's CPU), then, when another worker owns the app (:func:`owner_of`), sends it the decoded
+Here the worker that received a request authenticates and decodes it as before (the decode is the
+largest part of a request's CPU), then, when another worker owns the app (:func:`owner_of`), sends it the decoded
 batch over a Unix socket of the server's own and answers with what the owner's writer returns.  Each
 app is then decided and committed by one process, and the decoding is spread over all of them.
 
@@ -16,7 +16,8 @@ committed it: storing it again here finds its records by id and answers them as 
 what a client's retry would have got (spec: idempotent by record id).
 
 The frames (``FRAME``: request id and length, then a pickle) go only between processes of one server,
-through sockets in a directory the supervisor creates for them alone (mode 0700, ``UNMO_WORKER_DIR``).
+through sockets in a directory the supervisor creates for them alone (mode 0700; each worker gets
+its path on its command line, unmo.server.run).
 """
 
 from __future__ import annotations
