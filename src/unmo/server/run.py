@@ -133,7 +133,9 @@ def serve(settings: ServerSettings, database_url: str) -> int:
             break
         time.sleep(0.2)
     sock.close()
+    # every worker has exited: nothing writes the metrics files or listens on the sockets any more
     shutil.rmtree(worker_dir, ignore_errors=True)
+    shutil.rmtree(metrics_dir, ignore_errors=True)
     return status
 
 
