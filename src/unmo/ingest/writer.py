@@ -143,6 +143,13 @@ REPLAY_CHUNK = 100_000
 # PostgreSQL's estimate for INSTALLS_BY_IDS (a default selectivity per probe) is big enough to have each
 # look-up compiled first, 50 ms a time.
 SERVER_SETTINGS = {"jit": "off"}
+# The ingest path's connections (pool and writer threads) never scan a table whole: every statement they run
+# has an index made for it.  Without this, INSTALLS_BY_IDS probed unmo.installs with a sequential scan per
+# identifier whenever PostgreSQL planned it on statistics from a smaller table (or none: a new table, or
+# autovacuum off): a plan asyncpg's prepared statement then kept while the table grew.  Measured in a soak at
+# 2,000 records/s: 0.2-3.3 s per look-up of 30-330 identifiers, 7-8 ms each, for minutes, against 0.6 ms
+# (docs/operations.md, "2026-12-02: two workers, and waits in the first five minutes").
+INGEST_SETTINGS = SERVER_SETTINGS | {"enable_seqscan": "off"}
 # The installs of the apps $1 sharing an identifier with $2: one probe of the GIN index on device_hashes per
 # identifier (`device_hashes && $2` over the whole array costs the app's installs times the identifiers:
 # migrations 0005 and 0006).  OFFSET 0 keeps the app's condition out of the probe, so that PostgreSQL
@@ -201,7 +208,7 @@ class _DatabaseThread:
         if self.conn is None or self.conn.is_closed():
             self.conn = await asyncpg.connect(
                 self.database_url, command_timeout=60,
-                server_settings=SERVER_SETTINGS | {"application_name": "unmo-serve-writer"},
+                server_settings=INGEST_SETTINGS | {"application_name": "unmo-serve-writer"},
             )
         try:
             return await work(self.conn)

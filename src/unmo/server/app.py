@@ -27,9 +27,9 @@ from unmo.ingest.batch import DEVICE_SEEDS, Batch, decode_body, device_hash, nor
 from unmo.ingest.body import BodyError, LimitError, inflate
 from unmo.ingest.stats import StatsRecorder
 from unmo.ingest.writer import (
+    INGEST_SETTINGS,
     INSTALLS_BY_IDS,
     RESULT_COLUMNS,
-    SERVER_SETTINGS,
     Outcome,
     Writer,
     stored_result,
@@ -98,7 +98,7 @@ class Ingest:
             min_size=min(2, self.settings.pool_size),  # asyncpg refuses min_size > max_size (--pool-size 1)
             max_size=self.settings.pool_size,
             command_timeout=60,
-            server_settings=SERVER_SETTINGS | {"application_name": "unmo-serve"},
+            server_settings=INGEST_SETTINGS | {"application_name": "unmo-serve"},
         )
         # UNMO_COMMIT_THREAD=0: commit every flush from the serving loop on the shared pool, as before the
         # writer had a connection and thread of its own (the untuned setup of docs/performance.md)
