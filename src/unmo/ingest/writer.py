@@ -399,8 +399,13 @@ class Writer:
         app, _, token = payload.partition(" ")
         if token == self._token or not app.isdigit():
             return
-        self._contended[int(app)] = time.monotonic() + CONTENDED_S
-        self._exclusive[int(app)] = 0
+        self._contend(int(app))
+
+    def _contend(self, app_id: int) -> None:
+        """Another process writes the app: its flushes are decided under the lock for CONTENDED_S, and its run
+        of exclusive flushes starts again."""
+        self._contended[app_id] = time.monotonic() + CONTENDED_S
+        self._exclusive[app_id] = 0
 
     @property
     def queued_records(self) -> int:
@@ -744,8 +749,7 @@ class Writer:
                     w = ahead[app_id]
                     if self.states.get(app_id) is not w.state or w.seq != seq:
                         # an earlier flush failed, or another process wrote the app: decide again
-                        self._contended[app_id] = time.monotonic() + CONTENDED_S
-                        self._exclusive[app_id] = 0
+                        self._contend(app_id)
                         raise _Conflict(app_id)
                 else:
                     state = await self._state_for(conn, app_id, seqs[app_id])
