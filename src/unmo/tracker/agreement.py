@@ -171,8 +171,14 @@ async def compare(conn: asyncpg.Connection, customer_id: int, app_ids: list[int]
         wanted = sorted({to_signed(h) for r in chunk for h in r.hashes})
         latest: dict[int, asyncpg.Record] = {}
         # the writer's look-up: one probe of the GIN index an identifier (`device_hashes && $2` costs the
-        # apps' installs times the identifiers; migration 0006)
-        for rec in await conn.fetch(INSTALLS_BY_IDS, app_ids, wanted):
+        # apps' installs times the identifiers; migration 0006), never a sequential scan of unmo.installs per
+        # identifier, whatever the table's statistics: as on the ingest connections (unmo.ingest.writer.
+        # INGEST_SETTINGS), here for this statement only, so that every plan of it, the prepared statement's
+        # generic one included, is made with sequential scans off
+        async with conn.transaction():
+            await conn.execute("SET LOCAL enable_seqscan = off")
+            found = await conn.fetch(INSTALLS_BY_IDS, app_ids, wanted)
+        for rec in found:
             order = (rec["received_at"], rec["seq"], rec["ord"])
             for h in rec["device_hashes"]:
                 have = latest.get(h)
