@@ -16,6 +16,7 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support import ServerProcess, now_ms, post_batch
 from unmo.config import Limits
@@ -111,11 +112,13 @@ def _send(url: str, jobs: list[tuple[str, list[dict[str, Any]]]]) -> list[httpx.
         return list(pool.map(lambda job: post_batch(url, job[0], job[1]), jobs))
 
 
-def _metric(url: str, name: str, labels: str = "") -> float:
+def _metric(url: str, name: str, **labels: str) -> float:
+    """The sum of a metric's samples with these labels (all of them when none are given)."""
     total = 0.0
-    for line in httpx.get(url + "/metrics").text.splitlines():
-        if line.startswith(name + labels + " ") or (not labels and line.startswith(name + "{")):
-            total += float(line.split()[-1])
+    for family in text_string_to_metric_families(httpx.get(url + "/metrics").text):
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                total += sample.value
     return total
 
 
@@ -134,9 +137,9 @@ def test_each_app_is_written_by_its_owner_worker(database: Any) -> None:
             assert body["accepted"] == 20 and body["duplicates"] == 0
             assert len(body["installs"]) == 10 and {i["status"] for i in body["installs"]} == {"attributed"}
         # whichever worker got the connections, the app the other one owns was handed over
-        sent = _metric(srv.url, "unmo_forwarded_batches_total", '{outcome="sent"}')
-        assert sent > 0 and sent == _metric(srv.url, "unmo_forwarded_batches_total", '{outcome="received"}')
-        assert _metric(srv.url, "unmo_forwarded_batches_total", '{outcome="stored_here"}') == 0
+        sent = _metric(srv.url, "unmo_forwarded_batches_total", outcome="sent")
+        assert sent > 0 and sent == _metric(srv.url, "unmo_forwarded_batches_total", outcome="received")
+        assert _metric(srv.url, "unmo_forwarded_batches_total", outcome="stored_here") == 0
         # one writer per app: no worker replayed the other's commits
         assert _metric(srv.url, "unmo_catch_up_records_total") == 0
     for a in apps:
@@ -177,8 +180,8 @@ def test_a_worker_that_cannot_ask_the_owner_stores_the_batch_itself(database: An
         answers = _send(srv.url, jobs)
         assert [r.status_code for r in answers] == [200] * len(jobs)
         assert all(r.json()["accepted"] == 10 for r in answers)
-        assert _metric(srv.url, "unmo_forwarded_batches_total", '{outcome="stored_here"}') > 0
-        assert _metric(srv.url, "unmo_forwarded_batches_total", '{outcome="sent"}') == 0
+        assert _metric(srv.url, "unmo_forwarded_batches_total", outcome="stored_here") > 0
+        assert _metric(srv.url, "unmo_forwarded_batches_total", outcome="sent") == 0
     for a in apps:
         n = database.fetchval("SELECT count(*) FROM unmo.records WHERE app_id = $1", int(a["app_id"]))
         distinct = database.fetchval("SELECT count(DISTINCT record_id) FROM unmo.records WHERE app_id = $1",
