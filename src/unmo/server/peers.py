@@ -221,16 +221,12 @@ class Peers:
         self.directory = directory
         self.index = index
         self.workers = workers
-        self._owners: dict[int, int] = {}
         self._channels: dict[int, _Channel] = {}
         self._connecting: dict[int, asyncio.Lock] = {}
         self._next_id = 0
 
     def owner(self, app_id: int) -> int:
-        owner = self._owners.get(app_id)
-        if owner is None:
-            owner = self._owners[app_id] = owner_of(app_id, self.workers)
-        return owner
+        return owner_of(app_id, self.workers)
 
     async def _channel(self, owner: int) -> _Channel:
         ch = self._channels.get(owner)
