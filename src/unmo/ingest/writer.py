@@ -150,6 +150,33 @@ SERVER_SETTINGS = {"jit": "off"}
 # 2,000 records/s: 0.2-3.3 s per look-up of 30-330 identifiers, 7-8 ms each, for minutes, against 0.6 ms
 # (docs/operations.md, "2026-12-02: two workers, and waits in the first five minutes").
 INGEST_SETTINGS = SERVER_SETTINGS | {"enable_seqscan": "off"}
+async def ingest_settings(database_url: str) -> dict[str, str]:
+    """INGEST_SETTINGS for this database, with ``synchronous_commit = on`` added where the database's own
+    setting is ``off``.  A flush is answered once its COMMIT returns; with ``synchronous_commit = off``
+    (in postgresql.conf, or set on the database or the role: a common tuning for bulk loads) that return
+    comes before the commit's WAL is on disk, and a crash of PostgreSQL's machine right after the answer
+    loses acknowledged records.  The other values (``local``, ``remote_write``, ``on``, ``remote_apply``)
+    all wait for the local disk and are kept as the operator chose them.  Settings sent when connecting
+    outrank the database's, the role's and the server's (and survive the pool's RESET ALL).  ``fsync``
+    cannot be overridden by a client: with it off, this says so in the log at startup."""
+    conn = await asyncpg.connect(database_url, timeout=10.0,
+                                 server_settings=SERVER_SETTINGS | {"application_name": "unmo-serve"})
+    try:
+        sync_commit, fsync = await conn.fetchrow(
+            "SELECT current_setting('synchronous_commit'), current_setting('fsync')")
+    finally:
+        await conn.close()
+    settings = dict(INGEST_SETTINGS)
+    if sync_commit == "off":
+        settings["synchronous_commit"] = "on"
+        log.warning("PostgreSQL's synchronous_commit is off for this database: the ingest connections set it on, "
+                    "so that a batch is answered only once its records are on disk")
+    if fsync != "on":
+        log.error("PostgreSQL runs with fsync = off: a crash of its machine can lose records unmo has "
+                  "acknowledged, and corrupt the database (turn fsync on in postgresql.conf)")
+    return settings
+
+
 # The installs of the apps $1 sharing an identifier with $2: one probe of the GIN index on device_hashes per
 # identifier (`device_hashes && $2` over the whole array costs the app's installs times the identifiers:
 # migrations 0005 and 0006).  OFFSET 0 keeps the app's condition out of the probe, so that PostgreSQL
@@ -194,8 +221,9 @@ class _DatabaseThread:
     Here each round trip waits at most for the interpreter lock, which the serving thread hands over
     every few milliseconds (sys.getswitchinterval)."""
 
-    def __init__(self, database_url: str) -> None:
+    def __init__(self, database_url: str, settings: dict[str, str] | None = None) -> None:
         self.database_url = database_url
+        self.settings = INGEST_SETTINGS if settings is None else settings
         self.loop = asyncio.new_event_loop()
         self.conn: asyncpg.Connection | None = None
         self.thread = threading.Thread(target=self.loop.run_forever, name="unmo-writer-db", daemon=True)
@@ -208,7 +236,7 @@ class _DatabaseThread:
         if self.conn is None or self.conn.is_closed():
             self.conn = await asyncpg.connect(
                 self.database_url, command_timeout=60,
-                server_settings=INGEST_SETTINGS | {"application_name": "unmo-serve-writer"},
+                server_settings=self.settings | {"application_name": "unmo-serve-writer"},
             )
         try:
             return await work(self.conn)
@@ -323,12 +351,15 @@ class Writer:
     """Group commit of accepted records for one server process."""
 
     def __init__(
-        self, pool: asyncpg.Pool, limits: Limits, metrics: Any = None, database_url: str | None = None
+        self, pool: asyncpg.Pool, limits: Limits, metrics: Any = None, database_url: str | None = None,
+        connection_settings: dict[str, str] | None = None,
     ) -> None:
         self.pool = pool
         # with a URL, flushes decided ahead are committed by threads of their own (_DatabaseThread), one a
-        # flush in flight (IN_FLIGHT), taken in turn
-        self._dbs = [_DatabaseThread(database_url) for _ in range(IN_FLIGHT)] if database_url else []
+        # flush in flight (IN_FLIGHT), taken in turn, connected with ``connection_settings`` (ingest_settings:
+        # the pool's)
+        self._dbs = ([_DatabaseThread(database_url, connection_settings) for _ in range(IN_FLIGHT)]
+                     if database_url else [])
         self._db_turn = 0
         self.limits = limits
         self.metrics = metrics

@@ -27,11 +27,11 @@ from unmo.ingest.batch import DEVICE_SEEDS, Batch, decode_body, device_hash, nor
 from unmo.ingest.body import BodyError, LimitError, inflate
 from unmo.ingest.stats import StatsRecorder
 from unmo.ingest.writer import (
-    INGEST_SETTINGS,
     INSTALLS_BY_IDS,
     RESULT_COLUMNS,
     Outcome,
     Writer,
+    ingest_settings,
     stored_result,
 )
 from unmo.kernel import signed_hashes
@@ -93,17 +93,19 @@ class Ingest:
         self.db_size_at = 0.0
 
     async def startup(self) -> None:
+        connection_settings = await ingest_settings(self.database_url)  # never synchronous_commit = off
         self.pool = await asyncpg.create_pool(
             self.database_url,
             min_size=min(2, self.settings.pool_size),  # asyncpg refuses min_size > max_size (--pool-size 1)
             max_size=self.settings.pool_size,
             command_timeout=60,
-            server_settings=INGEST_SETTINGS | {"application_name": "unmo-serve"},
+            server_settings=connection_settings | {"application_name": "unmo-serve"},
         )
         # UNMO_COMMIT_THREAD=0: commit every flush from the serving loop on the shared pool, as before the
         # writer had a connection and thread of its own (the untuned setup of docs/performance.md)
         commit_thread = os.environ.get("UNMO_COMMIT_THREAD", "1") != "0"
-        self.writer = Writer(self.pool, self.limits, self.metrics, self.database_url if commit_thread else None)
+        self.writer = Writer(self.pool, self.limits, self.metrics, self.database_url if commit_thread else None,
+                             connection_settings)
         await self.writer.start()
         if self.settings.worker_dir is not None and self.settings.worker_count > 1:
             forwarded = self.metrics.forwarded
