@@ -6,6 +6,8 @@ import json
 import subprocess
 import sys
 
+import numpy as np
+
 from tests.support import run
 from unmo.load.verify import verify_stored
 
@@ -48,6 +50,25 @@ def test_open_loop_with_a_key_and_no_database(server, app):
     # 2000 events/s in batches of 100 for 1 s: 20 requests scheduled on the timer
     assert 18 <= result["requests"] <= 21
     assert result["statuses"] == {"200": result["requests"]}
+
+
+def test_timeline_has_a_line_per_request_at_its_scheduled_send(server, app, tmp_path):
+    path = tmp_path / "timeline.csv"
+    p = unmo_load("--url", server.url, "--key", app["sdk_key"], "--duration", "1s", "--rate", "2000",
+                  "--batch-size", "100", "--json", "--timeline", str(path))
+    assert p.returncode == 0, p.stderr
+    result = last_json(p.stdout)
+    header, *lines = path.read_text().splitlines()
+    assert header == "sent_s,latency_ms,status,process"
+    rows = [line.split(",") for line in lines]
+    assert len(rows) == result["requests"] > 0
+    sent = np.array([float(r[0]) for r in rows])
+    latency = np.array([float(r[1]) for r in rows])
+    # an open loop at 20 requests a second: sends scheduled 50 ms apart from the start, whatever the answers did
+    assert abs(sent[0]) < 0.001 and np.allclose(np.diff(sent), 0.05, atol=0.001)
+    assert (latency > 0).all()
+    assert abs(float(np.percentile(latency, 50)) - result["p50_ms"]) < 0.02   # the latencies the result is made of
+    assert {r[2] for r in rows} == {"200"} and {r[3] for r in rows} == {"0"}
 
 
 def test_copy_ceiling_mode_is_verified_and_cleans_up(database):
@@ -101,6 +122,8 @@ def test_bad_flags_exit_2_with_one_line(server):
         (["--url", "ftp://x", "--key", "k"], "url"),
         (["--url", server.url, "--key", "k", "--apps", "3"], "--apps 3"),
         (["--copy-ceiling"], "--database-url"),
+        (["--copy-ceiling", "--database-url", "postgresql://x/y", "--timeline", "t.csv"], "--timeline"),
+        (["--url", server.url, "--key", "k", "--timeline", "/nonexistent/dir/t.csv"], "--timeline"),
     ]:
         p = unmo_load(*args)
         assert p.returncode == 2, (args, p.stdout, p.stderr)

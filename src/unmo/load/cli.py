@@ -81,6 +81,8 @@ def cmd_load(args: argparse.Namespace) -> int:
             raise _usage("--copy-ceiling: needs --database-url")
         if args.rate is not None:
             raise _usage("--copy-ceiling: takes --concurrency, not --rate")
+        if args.timeline:
+            raise _usage("--timeline: not with --copy-ceiling (it times requests, not COPY statements)")
         concurrency = args.concurrency or DEFAULT_CEILING_CONCURRENCY
         result = run_ceiling(
             args.database_url, duration_s=duration, concurrency=concurrency, batch_size=args.batch_size,
@@ -101,6 +103,11 @@ def cmd_load(args: argparse.Namespace) -> int:
     if not args.database_url and len(keys) < args.apps:
         raise _usage(f"--apps {args.apps}: needs {args.apps} --key flags, or --database-url to create the apps"
                      if keys or args.apps > 1 else "--key: required (or --database-url to create an app)")
+    if args.timeline:
+        try:   # before the run, not after it
+            open(args.timeline, "w").close()
+        except OSError as exc:
+            raise _usage(f"--timeline: cannot write {args.timeline!r}: {exc.strerror}") from None
     concurrency = None if args.rate is not None else (args.concurrency or DEFAULT_CONCURRENCY)
     if concurrency is not None and args.processes > concurrency:
         raise _usage(f"--processes: expected at most --concurrency ({concurrency}), got {args.processes}")
@@ -121,11 +128,14 @@ def cmd_load(args: argparse.Namespace) -> int:
     try:
         cfg = LoadConfig(url=args.url, keys=keys, duration_s=duration, concurrency=concurrency, rate=args.rate,
                          batch_size=args.batch_size, devices=args.devices, processes=args.processes,
-                         seed=args.seed, run_id=run_id, timeout_s=timeout, templates=args.templates)
+                         seed=args.seed, run_id=run_id, timeout_s=timeout, templates=args.templates,
+                         timeline=bool(args.timeline))
     except ValueError as exc:
         raise _usage(str(exc)) from None
     mode = f"closed loop, {concurrency} connections" if concurrency else f"open loop, {args.rate:,.0f} events/s"
     result = run_load(cfg, on_start=progress(duration, args.processes, "unmo load") if show_progress else None)
+    if args.timeline:
+        result.write_timeline(args.timeline)
     if args.database_url:
         async def check() -> str | None:
             conn = await asyncpg.connect(args.database_url)
@@ -180,5 +190,8 @@ def register(sub: Any) -> None:
                         ", --batch-size rows per COPY; needs --database-url")
     p.add_argument("--verify-table", default="unmo.records", metavar="SCHEMA.TABLE",
                    help="where the verification looks for the records (default unmo.records)")
+    p.add_argument("--timeline", default=None, metavar="FILE",
+                   help="write one CSV line per request to FILE: seconds from the start to its send (the "
+                        "scheduled send in an open loop), latency in ms, status, driver process")
     p.set_defaults(func=cmd_load)
 

@@ -59,6 +59,7 @@ class LoadConfig:
     run_id: str = "00000000"
     timeout_s: float = 30.0
     templates: int = 16
+    timeline: bool = False             # keep each request's send time, latency and status (--timeline)
 
     def share(self, process: int) -> tuple[int | None, float | None]:
         """This process's part of the concurrency or the rate."""
@@ -83,6 +84,8 @@ class ProcessResult:
     started: float                     # time.monotonic(), the same clock in every process on Linux
     finished: float
     cpu_s: float = 0.0                 # CPU the process spent sending (bodies are built before the clock)
+    timeline: list[tuple[float, float, str]] | None = None  # (sent, monotonic; latency ms; status), if asked
+    process: int = 0
 
 
 @dataclass
@@ -106,6 +109,16 @@ class LoadResult:
     acked: dict[str, tuple[int, int]] = field(default_factory=dict, repr=False)
     refused: list[str] = field(default_factory=list, repr=False)
     unanswered_keys: list[str] = field(default_factory=list, repr=False)
+    # with LoadConfig.timeline: (seconds from the run's start to the send, latency ms, status, driver process),
+    # in the order sent
+    timeline: list[tuple[float, float, str, int]] = field(default_factory=list, repr=False)
+
+    def write_timeline(self, path: str) -> None:
+        """``--timeline FILE``: one CSV line a request, to see when a run's slow requests were sent."""
+        with open(path, "w", encoding="utf-8") as f:
+            f.write("sent_s,latency_ms,status,process\n")
+            for sent, latency, status, process in self.timeline:
+                f.write(f"{sent:.4f},{latency:.2f},{status},{process}\n")
 
     def to_json(self) -> dict[str, Any]:
         """The JSON object of ``unmo load --json`` (spec: tools.md "unmo load")."""
@@ -141,6 +154,8 @@ class _Run:
         self.duplicates = 0
         self.rejected = 0
         self.last_answer = 0.0
+        self.timeline: list[tuple[float, float, str]] | None = [] if cfg.timeline else None
+        self.clock_offset = time.perf_counter() - time.monotonic()  # requests are timed with perf_counter
 
     def _take(self) -> tuple[int, int, bytes, bytes]:
         no = self.next_no
@@ -152,7 +167,8 @@ class _Run:
     def _count(self, status: str) -> None:
         self.statuses[status] = self.statuses.get(status, 0) + 1
 
-    def _answered(self, no: int, app: int, status: int, body: bytes, latency_s: float) -> None:
+    def _answered(self, no: int, app: int, status: int, body: bytes, latency_s: float) -> str:
+        """Count an answer; returns the status counted."""
         key = request_key(self.prefix, no)
         self.latencies.append(latency_s * 1000.0)
         self.last_answer = time.monotonic()
@@ -165,21 +181,28 @@ class _Run:
                 self._count("bad_answer")
                 self.unanswered.append(key)
                 c[b + 2] += 1
-                return
+                return "bad_answer"
             self._count("200")
             self.acked[key] = (app, ack.accepted)
             self.duplicates += ack.duplicates
             self.rejected += len(ack.errors)
             c[b + 1] += ack.accepted
-        else:
-            self._count(str(status))
-            self.refused.append(key)
-            c[b + 2] += 1
+            return "200"
+        self._count(str(status))
+        self.refused.append(key)
+        c[b + 2] += 1
+        return str(status)
 
-    def _lost(self, no: int, what: str) -> None:
+    def _lost(self, no: int, what: str) -> str:
         self._count(what)
         self.unanswered.append(request_key(self.prefix, no))
         self.counters[self.base + 2] += 1
+        return what
+
+    def _mark(self, t0: float, status: str, latency_s: float | None = None) -> None:
+        if self.timeline is not None:
+            latency = time.perf_counter() - t0 if latency_s is None else latency_s
+            self.timeline.append((t0 - self.clock_offset, latency * 1000.0, status))
 
     async def _send(self, conn: Connection | None, no: int, app: int, head: bytes, body: bytes,
                     t0: float) -> tuple[Connection | None, int]:
@@ -192,14 +215,15 @@ class _Run:
         except TimeoutError:
             if conn is not None:
                 conn.abort()
-            self._lost(no, "timeout")
+            self._mark(t0, self._lost(no, "timeout"))
             return None, 0
         except (OSError, HttpStatusError):  # ConnectionError is an OSError
             if conn is not None:
                 conn.abort()
-            self._lost(no, "error")
+            self._mark(t0, self._lost(no, "error"))
             return None, 0
-        self._answered(no, app, status, answer, time.perf_counter() - t0)
+        latency = time.perf_counter() - t0
+        self._mark(t0, self._answered(no, app, status, answer, latency), latency)
         return conn, status
 
     async def closed_loop(self, concurrency: int, end: float) -> None:
@@ -254,7 +278,8 @@ class _Run:
         return ProcessResult(
             latencies_ms=np.asarray(self.latencies, dtype=np.float64), statuses=self.statuses, acked=self.acked,
             refused=self.refused, unanswered=self.unanswered, duplicates=self.duplicates, rejected=self.rejected,
-            started=started, finished=max(self.last_answer, started), cpu_s=cpu_s,
+            started=started, finished=max(self.last_answer, started), cpu_s=cpu_s, timeline=self.timeline,
+            process=self.process,
         )
 
 
@@ -367,13 +392,15 @@ def merge(results: list[ProcessResult], scheduled_s: float = 0.0) -> LoadResult:
     p50 = p95 = p99 = None
     if lat.size:
         p50, p95, p99 = (float(x) for x in np.percentile(lat, [50, 95, 99]))
+    timeline = sorted((sent - started, latency, status, r.process) for r in results
+                      for sent, latency, status in (r.timeline or ()))
     return LoadResult(
         events_per_s=acked_records / elapsed if acked_records else 0.0,
         requests=sum(statuses.values()), statuses=dict(sorted(statuses.items())), p50_ms=p50, p95_ms=p95,
         p99_ms=p99, acked_records=acked_records, elapsed_s=elapsed,
         duplicates=sum(r.duplicates for r in results), rejected=sum(r.rejected for r in results),
         unanswered=len(unanswered), driver_cpu_s=sum(r.cpu_s for r in results), acked=acked, refused=refused,
-        unanswered_keys=unanswered,
+        unanswered_keys=unanswered, timeline=timeline,
     )
 
 
