@@ -128,8 +128,10 @@ def render(out: dict[str, Any], command: str) -> str:
         add("Cells: events/s (ratio to the COPY ceiling; P95).")
         add("")
     if pool:
+        first = next(iter(pool.values()))
+        steps = f", {first['step_s']:g} s a step" if first.get("step_s") else ""
         add(f"### Capacity: highest open-loop rate answered in full with P95 < 85 ms "
-            f"({next(iter(pool.values())).get('batch', 1000):,}-record batches)")
+            f"({first.get('batch', 1000):,}-record batches{steps})")
         add("")
         add("| setup | peak, closed loop 16 conn. | capacity events/s | capacity vs the untuned setup's median "
             "| P95 at 80 % of peak, ms | connections in use at peak: mean / P95 / max |")

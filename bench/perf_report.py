@@ -200,18 +200,20 @@ class PoolSampler:
                 "max": v[-1]}
 
 
-def capacity(url: str, db: str, keys: list[str], seconds: float, batch: int = 1000) -> dict[str, Any]:
+def capacity(url: str, db: str, keys: list[str], seconds: float, batch: int = 1000,
+             step_seconds: float | None = None) -> dict[str, Any]:
     """Highest open-loop rate (events/s) answered in full with P95 under the goal.
 
-    Peak first (closed loop, 16 connections), then open-loop steps at fractions
-    of it, then two bisection steps between the last pass and the first fail.
+    Peak first (closed loop, 16 connections, ``seconds``), then open-loop steps of ``step_seconds`` at
+    fractions of it, then two bisection steps between the last pass and the first fail.
     """
+    step_s = step_seconds or seconds
     with PoolSampler(url) as sampler:
         peak = drive(url, db, keys=keys, seconds=seconds, concurrency=16, batch_size=batch)
     steps: list[dict[str, Any]] = []
 
     def step(rate: float) -> bool:
-        r = drive(url, db, keys=keys, seconds=seconds, rate=rate, timeout_s=10.0, batch_size=batch)
+        r = drive(url, db, keys=keys, seconds=step_s, rate=rate, timeout_s=10.0, batch_size=batch)
         ok = (r.p95_ms is not None and r.p95_ms < P95_GOAL_MS and r.statuses == {"200": r.requests}
               and r.events_per_s >= 0.95 * rate)
         steps.append({"offered": round(rate), **row(r), "pass": ok})
@@ -227,7 +229,7 @@ def capacity(url: str, db: str, keys: list[str], seconds: float, batch: int = 10
         else:
             high = rate
             break
-    floor = 10 * batch / seconds  # at least 10 requests in a run, or P95 means nothing
+    floor = 10 * batch / step_s  # at least 10 requests in a run, or P95 means nothing
     if best == 0.0 and high is not None:
         # even 40 % of the peak misses the goal: halve until a rate meets it (a busy machine, or long batches)
         for _ in range(4):
@@ -246,7 +248,7 @@ def capacity(url: str, db: str, keys: list[str], seconds: float, batch: int = 10
             else:
                 high = mid
     at80 = next((s for s in steps if abs(s["offered"] - 0.8 * peak.events_per_s) < 1), None)
-    return {"batch": batch, "pool_in_use_at_peak": sampler.summary(), "peak_closed_loop": row(peak),
+    return {"batch": batch, "step_s": step_s, "pool_in_use_at_peak": sampler.summary(), "peak_closed_loop": row(peak),
             "capacity_events_per_s": round(best), "steps": steps,
             "p95_at_80pct_of_peak_ms": at80["p95_ms"] if at80 else None}
 
@@ -346,6 +348,10 @@ def main() -> int:
     p.add_argument("--update-doc", help="rewrite the figures block of this markdown file")
     p.add_argument("--capacity-batch", type=int, default=1000,
                    help="records per request in the capacity search (default 1000)")
+    p.add_argument("--capacity-seconds", type=float, default=20.0,
+                   help="length of each open-loop step of the capacity search (default 20): under load PostgreSQL "
+                        "checkpoints every 15 s or so here, and a step must hold about one of them, not one or "
+                        "none by chance")
     p.add_argument("--skip", default="", help="comma-separated sections to skip (pool,grid,profile,baseline)")
     a = p.parse_args()
     skip = set(filter(None, a.skip.split(",")))
@@ -425,7 +431,8 @@ def main() -> int:
             for label, flags in pool_setups():
                 log(f"capacity: {label}")
                 with section(out, f"capacity, {label}"), fresh_database(base) as db, server(db, flags) as srv:
-                    out["pool"][label] = capacity(srv.url, db, make_keys(db), sec, a.capacity_batch)
+                    out["pool"][label] = capacity(srv.url, db, make_keys(db), sec, a.capacity_batch,
+                                                  a.capacity_seconds)
                     log(f"  capacity {out['pool'][label]['capacity_events_per_s']:,}/s")
             out["pool_pairs"] = pool_pairs(out["pool"])
         with fresh_database(base) as db:
