@@ -7,8 +7,9 @@ Each setup works in a fresh database of its own (dropped after it).  In order: t
 ceiling; ``unmo serve`` (defaults) at several concurrencies; events/s against
 workers (1, 2) and batch size (100, 1000, 10000); the hand-written baseline;
 capacity (highest open-loop rate with P95 under 85 ms) for the default and the
-untuned setup in interleaved pairs, and for other pool/worker settings; one vs two driver processes; a py-spy profile of
-the serving process; the decode ratio; the COPY ceiling again at the end.
+untuned setup in interleaved pairs, and for other pool/worker settings; one vs
+two driver processes; a py-spy profile of the serving process; the decode
+ratio; the COPY ceiling again at the end.
 Prints one JSON object (the last line) and, with ``--update-doc``, rewrites
 the block between the ``figures`` markers of the document.
 """
@@ -54,8 +55,9 @@ BATCHES = [100, 1000, 10_000]
 WORKERS = [1, 2]
 # Pool tuning's ratio: the setup unmo ships against the same server before that tuning, measured in
 # interleaved pairs (tuned, untuned, tuned, untuned, ...): the machine drifts by 20 % and more between two
-# searches minutes apart, a pair measured back to back by a few percent (docs/performance.md, "The other
-# goals"), so the ratio is the median of the pairs' ratios, as the baseline's is.
+# searches minutes apart, and a pair measured back to back at least shares the machine's state of those
+# minutes (docs/performance.md, "The other goals"), so the ratio is the median of the pairs' ratios, as the
+# baseline's is.
 TUNED: tuple[str, list[str]] = ("default: 1 worker, pool 4", [])
 # the writer's own connection and thread (unmo.ingest.writer._DatabaseThread) switched off: flushes
 # committed from the serving loop on the shared pool, as before that tuning

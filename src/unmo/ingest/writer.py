@@ -150,6 +150,8 @@ SERVER_SETTINGS = {"jit": "off"}
 # 2,000 records/s: 0.2-3.3 s per look-up of 30-330 identifiers, 7-8 ms each, for minutes, against 0.6 ms
 # (docs/operations.md, "2026-12-02: two workers, and waits in the first five minutes").
 INGEST_SETTINGS = SERVER_SETTINGS | {"enable_seqscan": "off"}
+
+
 async def ingest_settings(database_url: str) -> dict[str, str]:
     """INGEST_SETTINGS for this database, with ``synchronous_commit = on`` added where the database's own
     setting is ``off``.  A flush is answered once its COMMIT returns; with ``synchronous_commit = off``
