@@ -23,11 +23,7 @@ async def _show(url: str, settings: dict[str, str] | None = None) -> str:
 
 
 async def _alter(db: TestDatabase, value: str) -> None:
-    conn = await asyncpg.connect(db.admin_url)
-    try:
-        await conn.execute(f"ALTER DATABASE {db.name} SET synchronous_commit = {value}")
-    finally:
-        await conn.close()
+    await db._admin(f"ALTER DATABASE {db.name} SET synchronous_commit = {value}")
 
 
 def test_a_database_that_commits_asynchronously_is_overridden_on_every_ingest_connection(
