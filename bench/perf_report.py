@@ -71,12 +71,16 @@ POOL_OTHERS = [
 ]
 
 
+def _in_pair(label: str, n: int) -> str:
+    """A setup's label in pair ``n`` (from 0): the pairs after the first carry their number."""
+    return label if n == 0 else f"{label} (pair {n + 1})"
+
+
 def pool_setups() -> list[tuple[str, list[str]]]:
-    """The capacity searches in the order they run; rounds after the first are labelled with their number."""
+    """The capacity searches in the order they run."""
     setups: list[tuple[str, list[str]]] = []
     for n in range(POOL_PAIRS):
-        suffix = "" if n == 0 else f" (pair {n + 1})"
-        setups += [(TUNED[0] + suffix, TUNED[1]), (UNTUNED[0] + suffix, UNTUNED[1])]
+        setups += [(_in_pair(TUNED[0], n), TUNED[1]), (_in_pair(UNTUNED[0], n), UNTUNED[1])]
     return setups + POOL_OTHERS
 
 
@@ -84,8 +88,7 @@ def pool_pairs(pool: dict[str, Any]) -> list[dict[str, Any]]:
     """The (tuned, untuned) pairs measured, with their capacity ratio."""
     pairs = []
     for n in range(POOL_PAIRS):
-        suffix = "" if n == 0 else f" (pair {n + 1})"
-        t, u = pool.get(TUNED[0] + suffix), pool.get(UNTUNED[0] + suffix)
+        t, u = pool.get(_in_pair(TUNED[0], n)), pool.get(_in_pair(UNTUNED[0], n))
         if t is None or u is None:
             continue
         tc, uc = t["capacity_events_per_s"], u["capacity_events_per_s"]
